@@ -1,0 +1,43 @@
+"""`python -m powersim`: read settings, configure logging, serve until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .errors import SettingsError, StartupError
+from .settings import Settings
+
+log = logging.getLogger("powersim")
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"powersim: bad setting: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            print=lambda _: log.info("serving on http://%s:%d", settings.host, settings.port),
+            shutdown_timeout=10.0,
+            access_log=None,
+        )
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The app factory: wires settings, resources, routes and middlewares; holds no logic."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import suppress
+
+from aiohttp import web
+
+from . import rest, ws
+from .hub import Hub
+from .keys import HUB, POWERSIM, SETTINGS, WATCH_TASK, WEBSOCKETS
+from .latest import open_latest_store
+from .middlewares import json_errors
+from .pool import open_pool
+from .service import PowerSim
+from .settings import Settings
+from .storage import open_storage
+from .watcher import Watcher
+
+
+async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open storage, Redis and the pool (in that order), start the watcher, and undo it all."""
+    settings = app[SETTINGS]
+    async with (
+        open_storage(settings.database_path) as storage,
+        open_latest_store(settings.redis_url, settings.redis_url_redacted) as store,
+        open_pool(settings.simulation, settings.workers, settings.log_level) as pool,
+    ):
+        watcher = Watcher(store, app[HUB], settings.redis_db)
+        powersim = PowerSim(pool, storage, store, watcher)
+        watcher.on_connect = powersim.sync_redis
+        app[POWERSIM] = powersim
+        await powersim.sync_redis()
+        await watcher.refresh()
+        app[WATCH_TASK] = asyncio.create_task(watcher.run(), name="powersim-watcher")
+        try:
+            yield
+        finally:
+            app[WATCH_TASK].cancel()
+            with suppress(asyncio.CancelledError):
+                await app[WATCH_TASK]
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[HUB] = Hub()
+    app[WEBSOCKETS] = weakref.WeakSet()
+    app.cleanup_ctx.append(powersim_ctx)
+    app.on_shutdown.append(ws.close_websockets)
+    rest.setup_routes(app)
+    ws.setup_routes(app)
+    return app

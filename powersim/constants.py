@@ -1,0 +1,41 @@
+"""Names, sizes and timeouts in one place, each with the reason for its value."""
+
+# The one Redis key holding the newest result, as JSON; outside scripts may write it too.
+LATEST_KEY = "powersim:latest"
+
+# A result is about 100 bytes of JSON; anything far larger is not one, and is not read whole.
+MAX_VALUE_BYTES = 4096
+
+# Keyspace-notification classes the watcher needs: K (keyspace channel), $ (SET and other
+# string commands), g (DEL, RENAME...), x (expiry).
+NOTIFY_FLAGS = "K$gx"
+
+# How long start-up keeps trying to reach Redis before it gives up with a clear message.
+REDIS_STARTUP_WAIT_S = 5.0
+
+# Redis calls on the request path must fail fast when Redis is down: runs still succeed then.
+REDIS_SOCKET_TIMEOUT_S = 2.0
+
+# Warming the pool imports pandapower in every worker (about 1.3 s each, in parallel).
+WORKER_WARMUP_TIMEOUT_S = 120.0
+
+# History page sizes.
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+# Per-subscriber pending messages: only the newest result matters, so a full queue is
+# collapsed to the newest message rather than growing or blocking the publisher.
+SUBSCRIBER_QUEUE = 8
+
+# Websocket ping interval: a peer that misses a pong within half of it is dropped.
+WS_HEARTBEAT_S = 20.0
+
+# Clients have nothing to say; a larger frame is an abuse and closes the connection (1009).
+WS_MAX_FRAME_BYTES = 4096
+
+# Reconnect backoff for the watcher after Redis is lost: start quick, cap low (Redis restarts fast).
+WATCH_BACKOFF_START_S = 0.1
+WATCH_BACKOFF_CAP_S = 5.0
+
+# How long a POST waits for the watcher to see its own write, so a GET right after it agrees.
+READ_YOUR_WRITE_WAIT_S = 1.0

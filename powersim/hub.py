@@ -1,0 +1,66 @@
+"""In-process broadcaster: one bounded queue per subscriber, a publish that never waits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+from .constants import SUBSCRIBER_QUEUE
+from .models import EMPTY_RESULT_JSON
+
+
+class Subscriber:
+    """One client's pending messages, already serialized (one JSON string per result)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def offer(self, message: str) -> None:
+        # A slow client skips to the newest result: stale values are worthless here.
+        while self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(message)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        """Messages in order, never the same one twice in a row."""
+        last: str | None = None
+        while True:
+            message = await self._queue.get()
+            if message != last:
+                last = message
+                yield message
+
+
+class Hub:
+    """Fans each new result out to every subscriber; knows the current one for newcomers."""
+
+    def __init__(self, queue_size: int = SUBSCRIBER_QUEUE) -> None:
+        self._queue_size = queue_size
+        self._subscribers: set[Subscriber] = set()
+        self.current = EMPTY_RESULT_JSON
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, message: str) -> None:
+        self.current = message
+        for subscriber in self._subscribers:
+            subscriber.offer(message)
+
+    @contextmanager
+    def subscribe(self) -> Iterator[Subscriber]:
+        """Register a subscriber whose first message is the current result."""
+        subscriber = Subscriber(self._queue_size)
+        subscriber.offer(self.current)
+        self._subscribers.add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)

@@ -1,0 +1,45 @@
+"""Every error leaves as JSON `{"error": "..."}` with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .errors import PowerSimError
+from .models import dumps
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers, dumps=dumps)
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPNotFound) and exc.text == "404: Not Found":
+        return f"no such endpoint: {request.method} {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"method {exc.method} is not allowed on {request.path}; use {allowed}"
+    text = exc.text or exc.reason
+    return text.partition(": ")[2] if text.startswith(f"{exc.status}: ") else text
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return error_response(exc.status, _http_message(request, exc), headers)
+    except PowerSimError as exc:
+        if exc.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, exc)
+        return error_response(exc.status, str(exc))
+    except Exception:  # the edge: whatever escaped is a bug, logged with its traceback
+        log.exception("%s %s raised", request.method, request.path)
+        return error_response(500, "internal server error")

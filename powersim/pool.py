@@ -1,0 +1,110 @@
+"""The simulation process pool: started and warmed with the app, replaced when a worker dies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager, suppress
+
+from . import worker
+from .constants import WORKER_WARMUP_TIMEOUT_S
+from .errors import SimulationFailed, StartupError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class SimulationPool:
+    """Owns a ProcessPoolExecutor whose workers have imported the simulation."""
+
+    def __init__(self, spec: str, workers: int, log_level: str) -> None:
+        self.spec = spec
+        self.workers = workers
+        self._log_level = log_level
+        self._pool = self._new_pool()
+        self._ready = 0
+        self._rewarm: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> int:
+        """Workers known to have the simulation imported; 0 while the pool is being replaced."""
+        return self._ready
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the server process runs threads (aiosqlite), which fork would copy mid-state.
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=worker.init,
+            initargs=(self.spec, self._log_level),
+        )
+
+    async def warm(self) -> None:
+        """Return once every worker has imported the simulation (each answers a ping)."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        seen: set[int] = set()
+        async with asyncio.timeout(WORKER_WARMUP_TIMEOUT_S):
+            while len(seen) < self.workers:
+                pids = await asyncio.gather(*(loop.run_in_executor(pool, worker.ping) for _ in range(self.workers)))
+                seen.update(pids)
+        if pool is self._pool:
+            self._ready = self.workers
+
+    async def run(self) -> tuple[float, float, float, float]:
+        """Run the simulation in a worker: (active MW, reactive MVAr, started, finished)."""
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, worker.run)
+        except worker.WorkerError as exc:
+            raise SimulationFailed(f"simulation failed: {exc}") from None
+        except BrokenProcessPool:
+            self._replace(pool)
+            raise SimulationFailed("the worker process running this simulation died; it is being replaced") from None
+        except RuntimeError as exc:  # submit after shutdown: the server is stopping
+            raise Unavailable(f"the worker pool is not accepting work: {exc}") from None
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        if broken is not self._pool:
+            return  # another request already replaced it
+        log.error("a simulation worker died; starting a new pool of %d workers", self.workers)
+        self._ready = 0
+        self._pool = self._new_pool()
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._rewarm = asyncio.create_task(self._warm_logged())
+
+    async def _warm_logged(self) -> None:
+        try:
+            await self.warm()
+            log.info("replacement worker pool is warm")
+        except (BrokenProcessPool, worker.WorkerError, TimeoutError) as exc:
+            log.error("replacement worker pool failed to warm: %s", exc)
+
+    async def close(self) -> None:
+        if self._rewarm is not None:
+            self._rewarm.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._rewarm
+        self._ready = 0
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+
+
+@asynccontextmanager
+async def open_pool(spec: str, workers: int, log_level: str) -> AsyncIterator[SimulationPool]:
+    pool = SimulationPool(spec, workers, log_level)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await pool.warm()
+        except worker.WorkerError as exc:
+            raise StartupError(f"POWERSIM_SIMULATION={spec}: {exc}") from None
+        except (BrokenProcessPool, TimeoutError) as exc:
+            raise StartupError(f"simulation workers failed to start: {exc!r}") from None
+        log.info("%d simulation workers ready in %.2f s (%s)", workers, loop.time() - started, spec)
+        yield pool
+    finally:
+        await pool.close()

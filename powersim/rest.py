@@ -1,0 +1,91 @@
+"""REST handlers: parse the request, call the service, serialize the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .constants import DEFAULT_PAGE, MAX_PAGE
+from .errors import BadRequest, NotFound
+from .keys import POWERSIM
+from .models import SimulationResult, dumps
+
+NO_RESULT = "no simulation has run yet"
+
+
+def _json(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=dumps)
+
+
+def _int_param(raw: str | None, name: str, default: int | None, low: int, high: int) -> int | None:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+async def run_simulation(request: web.Request) -> web.Response:
+    result = await request.app[POWERSIM].run_simulation()
+    return _json(result.to_dict())
+
+
+async def _latest(request: web.Request) -> SimulationResult:
+    result = await request.app[POWERSIM].latest()
+    if result is None:
+        raise NotFound(NO_RESULT)
+    return result
+
+
+async def active_power(request: web.Request) -> web.Response:
+    body = (await _latest(request)).to_dict()
+    return _json({"id": body["id"], "active_power": body["active_power"], "launched_at": body["launched_at"]})
+
+
+async def reactive_power(request: web.Request) -> web.Response:
+    body = (await _latest(request)).to_dict()
+    return _json({"id": body["id"], "reactive_power": body["reactive_power"], "launched_at": body["launched_at"]})
+
+
+async def simulations(request: web.Request) -> web.Response:
+    query = request.query
+    limit = _int_param(query.get("limit"), "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    before = _int_param(query.get("before"), "before", None, 1, 2**63 - 1)
+    assert limit is not None
+    page = await request.app[POWERSIM].history(limit, before)
+    return _json({"simulations": [r.to_dict() for r in page.simulations], "next_before": page.next_before})
+
+
+async def simulation(request: web.Request) -> web.Response:
+    run_id = _int_param(request.match_info["id"], "id", None, 1, 2**63 - 1)
+    assert run_id is not None
+    result = await request.app[POWERSIM].get(run_id)
+    if result is None:
+        raise NotFound(f"no simulation with id {run_id}")
+    return _json(result.to_dict())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    health = await request.app[POWERSIM].health()
+    status = "unavailable" if not health.serving else "ok" if health.redis else "degraded"
+    body = {
+        "status": status,
+        "redis": "ok" if health.redis else "down",
+        "database": "ok" if health.database else "down",
+        "workers": health.workers,
+    }
+    return _json(body, 200 if health.serving else 503)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/run-simulation", run_simulation)
+    app.router.add_get("/active-power", active_power)
+    app.router.add_get("/reactive-power", reactive_power)
+    app.router.add_get("/simulations", simulations)
+    app.router.add_get("/simulations/{id}", simulation)
+    app.router.add_get("/healthz", healthz)

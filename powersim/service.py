@@ -1,0 +1,119 @@
+"""What powersim does, independent of the protocol that asks: REST and GraphQL both call this."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis.exceptions import RedisError
+
+from .constants import READ_YOUR_WRITE_WAIT_S
+from .errors import SimulationFailed
+from .latest import LatestStore
+from .models import InvalidResult, SimulationResult
+from .pool import SimulationPool
+from .storage import Storage
+from .watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Page:
+    simulations: list[SimulationResult]
+    next_before: int | None
+
+
+@dataclass(frozen=True)
+class Health:
+    redis: bool
+    database: bool
+    workers: int
+
+    @property
+    def serving(self) -> bool:
+        return self.database and self.workers > 0
+
+
+class PowerSim:
+    """Runs, stores and publishes simulations; answers questions about them."""
+
+    def __init__(self, pool: SimulationPool, storage: Storage, store: LatestStore, watcher: Watcher) -> None:
+        self.pool = pool
+        self.storage = storage
+        self.store = store
+        self.watcher = watcher
+        # A stored result whose Redis write failed; written when Redis is back.
+        self._unpublished: SimulationResult | None = None
+
+    async def run_simulation(self) -> SimulationResult:
+        active, reactive, started, finished = await self.pool.run()
+        if not (math.isfinite(active) and math.isfinite(reactive)):
+            raise SimulationFailed(f"simulation returned a non-finite result ({active}, {reactive})")
+        launched_at = datetime.fromtimestamp(started, UTC)
+        run_id = await self.storage.insert_run(launched_at, datetime.fromtimestamp(finished, UTC), active, reactive)
+        result = SimulationResult(run_id, active, reactive, launched_at)
+        await self._publish(result)
+        return result
+
+    async def _publish(self, result: SimulationResult) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self.store.publish(result)
+        except RedisError as exc:
+            log.warning("run %d is stored but Redis is unreachable (%s); it is published on reconnect", result.id, exc)
+            self._keep_unpublished(result)
+            return
+        # The watcher, not this request, pushes to subscribers; wait until it has read the key
+        # after our write, so that a GET right after this response agrees with it.
+        written_at = loop.time()
+        try:
+            async with asyncio.timeout(READ_YOUR_WRITE_WAIT_S):
+                await self.watcher.wait_read_after(written_at)
+        except TimeoutError:
+            log.debug("no keyspace notification for run %d within %.1f s", result.id, READ_YOUR_WRITE_WAIT_S)
+
+    def _keep_unpublished(self, result: SimulationResult) -> None:
+        kept = self._unpublished
+        if kept is None or (kept.launched_at and result.launched_at and result.launched_at > kept.launched_at):
+            self._unpublished = result
+
+    async def sync_redis(self) -> None:
+        """On every (re)connect: restore a missing key from SQLite, write what a failure held back."""
+        newest = await self.storage.newest_launched()
+        if newest is not None and await self.store.restore_if_missing(newest):
+            log.info("%s was missing; restored run %d from the database", "the latest result", newest.id)
+        pending, self._unpublished = self._unpublished, None
+        if pending is not None:
+            try:
+                await self.store.publish(pending)
+            except RedisError:
+                self._keep_unpublished(pending)
+                raise
+
+    async def latest(self) -> SimulationResult | None:
+        """The watcher's copy; before it has loaded, Redis; with Redis down too, the database."""
+        if self.watcher.loaded:
+            return self.watcher.current
+        try:
+            return await self.store.read()
+        except InvalidResult:
+            return None
+        except RedisError:
+            return await self.storage.newest_launched()
+
+    async def history(self, limit: int, before: int | None) -> Page:
+        rows = await self.storage.page(limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, rows[-1].id if more and rows else None)
+
+    async def get(self, run_id: int) -> SimulationResult | None:
+        return await self.storage.get(run_id)
+
+    async def health(self) -> Health:
+        database, redis = await asyncio.gather(self.storage.check(), self.store.ping())
+        return Health(redis=redis, database=database, workers=self.pool.ready)

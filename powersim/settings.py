@@ -1,0 +1,101 @@
+"""Settings read once from the environment; the only module that looks at os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import SettingsError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    redis_url: str = "redis://127.0.0.1:6479/0"
+    database_path: Path = Path("data/powersim.db")
+    simulation: str = "test_sim:run_simulation"
+    workers: int = 1
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from the environment; raise SettingsError naming the first bad one."""
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("HOST", cls.host) or cls.host,
+            port=_int(env, "PORT", cls.port, low=1, high=65535),
+            redis_url=_redis_url(env.get("REDIS_URL", cls.redis_url)),
+            database_path=parse_database_url(env.get("DATABASE_URL", "sqlite:///data/powersim.db")),
+            simulation=_simulation(env.get("POWERSIM_SIMULATION", cls.simulation)),
+            workers=_int(env, "POWERSIM_WORKERS", os.cpu_count() or 1, low=1, high=256),
+            log_level=_log_level(env.get("LOG_LEVEL", cls.log_level)),
+        )
+
+    @property
+    def redis_db(self) -> int:
+        path = urlsplit(self.redis_url).path.strip("/")
+        return int(path) if path else 0
+
+    @property
+    def redis_url_redacted(self) -> str:
+        return redact_url(self.redis_url)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, so it can be logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_database_url(url: str) -> Path:
+    """`sqlite:///rel/path.db` is relative to the working directory, `sqlite:////abs.db` absolute."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise SettingsError(f"DATABASE_URL must look like sqlite:///data/powersim.db, got {url!r}")
+    return Path(url[len(prefix) :])
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _redis_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redact_url(url)!r}")
+    path = parts.path.strip("/")
+    if parts.scheme != "unix" and path and not path.isdigit():
+        raise SettingsError(f"REDIS_URL database must be a number, got {path!r}")
+    return url
+
+
+def _simulation(spec: str) -> str:
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise SettingsError(f"POWERSIM_SIMULATION must look like module:function, got {spec!r}")
+    return spec
+
+
+def _log_level(level: str) -> str:
+    if level.upper() not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return level.upper()

@@ -1,0 +1,77 @@
+"""Code that runs inside the simulation worker processes: import the simulation once, run it.
+
+Nothing here touches asyncio or aiohttp; results cross the process boundary as plain tuples.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Per-process state of a worker (the only module-level state the style allows).
+_simulation: Callable[[], Any] | None = None
+_load_error: str | None = None
+
+
+class WorkerError(Exception):
+    """A simulation failure, flattened to a message so that it always pickles."""
+
+
+class _DropNumbaWarning(logging.Filter):
+    """pandapower warns that numba is missing on every runpp; say it once at start-up instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "numba cannot be imported" not in record.getMessage()
+
+
+def load(spec: str) -> Callable[[], Any]:
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    func = getattr(module, attr)
+    if not callable(func):
+        raise TypeError(f"{spec} is not callable")
+    return func  # type: ignore[no-any-return]
+
+
+def init(spec: str, log_level: str) -> None:
+    """Pool initializer: import the simulation before the first request needs it."""
+    global _simulation, _load_error
+    # Ctrl-C goes to the whole process group; the server shuts the pool down in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
+    # pandapower chats at INFO on import (optional plotting packages); keep workers to warnings.
+    logging.getLogger("pandapower").setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
+    logging.getLogger("pandapower.auxiliary").addFilter(_DropNumbaWarning())
+    try:
+        _simulation = load(spec)
+    except Exception as exc:  # noqa: BLE001 -- reported by ping() as a start-up error, not a dead pool
+        _load_error = f"cannot load {spec}: {type(exc).__name__}: {exc}"
+
+
+def ping() -> int:
+    """Warm-up probe: returns once this worker's initializer has run."""
+    if _load_error is not None:
+        raise WorkerError(_load_error)
+    return os.getpid()
+
+
+def run() -> tuple[float, float, float, float]:
+    """Run the simulation; return (active MW, reactive MVAr, start, finish) as Unix times."""
+    if _simulation is None:
+        raise WorkerError("worker was not initialized")
+    started = time.time()
+    try:
+        outcome = _simulation()
+    except Exception as exc:  # noqa: BLE001 -- user code: anything it raises is a failed run
+        raise WorkerError(f"{type(exc).__name__}: {exc}") from None
+    finished = time.time()
+    try:
+        active, reactive = outcome
+        return float(active), float(reactive), started, finished
+    except (TypeError, ValueError):
+        raise WorkerError(f"simulation returned {outcome!r:.80}, not (active_power, reactive_power)") from None

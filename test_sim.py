@@ -1,0 +1,20 @@
+"""The power-flow simulation powersim serves: the classic 3-bus pandapower example.
+
+This module is the user's simulation; the server imports it and it never imports the server.
+"""
+
+import pandapower as pp
+
+
+def run_simulation() -> tuple[float, float]:
+    """Run a power flow on the 3-bus example network; return the load's (P in MW, Q in MVAr)."""
+    net = pp.create_empty_network()
+    b1 = pp.create_bus(net, vn_kv=20.0, name="Bus 1")
+    b2 = pp.create_bus(net, vn_kv=0.4, name="Bus 2")
+    b3 = pp.create_bus(net, vn_kv=0.4, name="Bus 3")
+    pp.create_ext_grid(net, bus=b1, vm_pu=1.02, name="Grid Connection")
+    pp.create_load(net, bus=b3, p_mw=0.1, q_mvar=0.05, name="Load")
+    pp.create_transformer(net, hv_bus=b1, lv_bus=b2, std_type="0.4 MVA 20/0.4 kV", name="Trafo")
+    pp.create_line(net, from_bus=b2, to_bus=b3, length_km=0.1, std_type="NAYY 4x50 SE", name="Line")
+    pp.runpp(net)
+    return float(net.res_load.p_mw[0]), float(net.res_load.q_mvar[0])
