@@ -14,7 +14,7 @@ NOTIFY_FLAGS = "K$gx"
 REDIS_STARTUP_WAIT_S = 5.0
 
 # Redis calls on the request path must fail fast when Redis is down: runs still succeed then.
-REDIS_SOCKET_TIMEOUT_S = 2.0
+REDIS_CALL_TIMEOUT_S = 2.0
 
 # Warming the pool imports pandapower in every worker (about 1.3 s each, in parallel).
 WORKER_WARMUP_TIMEOUT_S = 120.0

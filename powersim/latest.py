@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .constants import (
     LATEST_KEY,
     MAX_VALUE_BYTES,
     NOTIFY_FLAGS,
-    REDIS_SOCKET_TIMEOUT_S,
+    REDIS_CALL_TIMEOUT_S,
     REDIS_STARTUP_WAIT_S,
 )
 from .errors import StartupError
 from .models import SimulationResult, format_time, parse_result
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Keep the newest launch: skip the write only when the stored value has a well-formed
 # launched_at at least as new as ours. Anything else there (no launched_at, not JSON,
@@ -67,17 +71,17 @@ class LatestStore:
     async def publish(self, result: SimulationResult) -> bool:
         """Write `result` unless a more recently launched one is there; True if written."""
         assert result.launched_at is not None
-        written = await self._publish(
-            keys=[LATEST_KEY], args=[result.to_json(), format_time(result.launched_at), MAX_VALUE_BYTES]
+        written = await bounded(
+            self._publish(keys=[LATEST_KEY], args=[result.to_json(), format_time(result.launched_at), MAX_VALUE_BYTES])
         )
         return bool(written)
 
     async def restore_if_missing(self, result: SimulationResult) -> bool:
-        return bool(await self.client.set(LATEST_KEY, result.to_json(), nx=True))
+        return bool(await bounded(self.client.set(LATEST_KEY, result.to_json(), nx=True)))
 
     async def read_raw(self) -> bytes:
         """The stored value, cut at MAX_VALUE_BYTES + 1 bytes; ValueMissing if there is none."""
-        value = await self._read(keys=[LATEST_KEY], args=[MAX_VALUE_BYTES])
+        value = await bounded(self._read(keys=[LATEST_KEY], args=[MAX_VALUE_BYTES]))
         if value is None:
             raise ValueMissing
         if isinstance(value, list):
@@ -94,19 +98,20 @@ class LatestStore:
 
     async def ping(self) -> bool:
         try:
-            async with asyncio.timeout(1.0):
-                return bool(await self.client.ping())
-        except (RedisError, OSError, TimeoutError):
+            return bool(await bounded(self.client.ping()))
+        except (RedisError, OSError):
             return False
 
     async def enable_notifications(self) -> bool:
         """Add the keyspace-event flags the watcher needs, keeping those already set."""
         try:
-            current = (await self.client.config_get("notify-keyspace-events")).get("notify-keyspace-events", "")
+            current = (await bounded(self.client.config_get("notify-keyspace-events"))).get(
+                "notify-keyspace-events", ""
+            )
             current = current.decode() if isinstance(current, bytes) else str(current)
             missing = "".join(f for f in NOTIFY_FLAGS if f not in current and not (f in "$gx" and "A" in current))
             if missing:
-                await self.client.config_set("notify-keyspace-events", current + missing)
+                await bounded(self.client.config_set("notify-keyspace-events", current + missing))
             return True
         except ResponseError as exc:
             if not self._config_warned:
@@ -121,12 +126,25 @@ class LatestStore:
             return False
 
 
+async def bounded(call: Awaitable[T]) -> T:
+    """Run one Redis call under a deadline; a timeout is a RedisError like any other outage.
+
+    The deadline is ours, not redis-py's socket_timeout: a task cancelled while inside the
+    client's own read timeout can lose the cancellation (it then never finishes), which would
+    hang shutdown. An asyncio.timeout around the call does not have that problem.
+    """
+    try:
+        async with asyncio.timeout(REDIS_CALL_TIMEOUT_S):
+            return await call
+    except TimeoutError:
+        raise RedisTimeoutError(f"no answer from Redis within {REDIS_CALL_TIMEOUT_S} s") from None
+
+
 def make_client(url: str) -> aioredis.Redis:
     # Fail fast rather than hold a request for seconds: a run must succeed while Redis is down.
     return aioredis.Redis.from_url(
         url,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=REDIS_CALL_TIMEOUT_S,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
         health_check_interval=15,
     )
@@ -140,7 +158,7 @@ async def open_latest_store(url: str, url_for_logs: str) -> AsyncIterator[Latest
         deadline = asyncio.get_running_loop().time() + REDIS_STARTUP_WAIT_S
         while True:
             try:
-                await client.ping()
+                await bounded(client.ping())
                 break
             except (RedisError, OSError) as exc:
                 if asyncio.get_running_loop().time() >= deadline:

@@ -1,0 +1,71 @@
+"""Fixtures: a real redis-server for the session, a fresh SQLite file and app per test."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from powersim.app import create_app
+from powersim.settings import Settings
+
+from .redis_server import RedisServer
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if redis_server.proc is None:  # a test stopped it and failed before starting it again
+        redis_server.start()
+    redis_server.reset()
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An outside writer: a separate connection, like a user's script."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str) -> Settings:
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        redis_url=redis_url,
+        database_path=tmp_path / "data" / "powersim.db",
+        simulation="tests.sims:fixed",
+        workers=1,
+        log_level="INFO",
+    )
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, settings: Settings) -> ClientFactory:
+    """Start a real app on a real port; keyword arguments override settings."""
+
+    async def make(**overrides: Any) -> TestClient[Any, Any]:
+        return await aiohttp_client(create_app(dataclasses.replace(settings, **overrides)))  # type: ignore[no-any-return]
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
+    return await make_client()

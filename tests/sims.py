@@ -1,0 +1,39 @@
+"""Simulations for tests, chosen with POWERSIM_SIMULATION: fast, slow, failing, dying."""
+
+import os
+import random
+import time
+
+
+def fixed() -> tuple[float, float]:
+    return 0.1, 0.05
+
+
+def jitter() -> tuple[float, float]:
+    """Random duration, so that concurrent runs finish in another order than they started."""
+    time.sleep(random.uniform(0.0, 0.06))
+    return 0.1, 0.05
+
+
+def slow() -> tuple[float, float]:
+    time.sleep(1.5)
+    return 0.2, 0.1
+
+
+def fails() -> tuple[float, float]:
+    raise RuntimeError("power flow did not converge after 10 iterations")
+
+
+def not_a_pair() -> str:
+    return "oops"
+
+
+def not_finite() -> tuple[float, float]:
+    return float("nan"), 0.05
+
+
+def dies() -> tuple[float, float]:
+    os._exit(3)
+
+
+NOT_CALLABLE = 42
