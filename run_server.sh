@@ -31,10 +31,12 @@ fi
 # Forward Ctrl-C / SIGTERM to the server, wait for its clean shutdown, then stop our Redis.
 .venv/bin/python -m powersim &
 server_pid=$!
-trap 'kill -TERM "$server_pid" 2>/dev/null || true' INT TERM
+forwarded=0
+trap 'forwarded=1; kill -TERM "$server_pid" 2>/dev/null || true' INT TERM
 status=0
 wait "$server_pid" || status=$?
-if kill -0 "$server_pid" 2>/dev/null; then  # the wait was cut short by a signal
+if [ "$forwarded" = 1 ]; then  # that wait was cut short by the signal: collect the real status
+  status=0
   wait "$server_pid" || status=$?
 fi
 exit "$status"
