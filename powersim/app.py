@@ -10,6 +10,8 @@ from contextlib import suppress
 from aiohttp import web
 
 from . import rest, ws
+from .constants import REDIS_STARTUP_WAIT_S
+from .errors import StartupError
 from .hub import Hub
 from .keys import HUB, POWERSIM, SETTINGS, WATCH_TASK, WEBSOCKETS
 from .latest import open_latest_store
@@ -33,10 +35,14 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
         powersim = PowerSim(pool, storage, store, watcher)
         watcher.on_connect = powersim.sync_redis
         app[POWERSIM] = powersim
-        await powersim.sync_redis()
-        await watcher.refresh()
         app[WATCH_TASK] = asyncio.create_task(watcher.run(), name="powersim-watcher")
         try:
+            # Serve only once live updates flow: subscribed, key restored, current result loaded.
+            try:
+                async with asyncio.timeout(REDIS_STARTUP_WAIT_S):
+                    await watcher.subscribed.wait()
+            except TimeoutError:
+                raise StartupError(f"could not subscribe to Redis at {settings.redis_url_redacted}") from None
             yield
         finally:
             app[WATCH_TASK].cancel()

@@ -30,6 +30,13 @@ SUBSCRIBER_QUEUE = 8
 # Websocket ping interval: a peer that misses a pong within half of it is dropped.
 WS_HEARTBEAT_S = 20.0
 
+# Bytes buffered for one client before its sender waits for the socket to drain. aiohttp's
+# default (256 KiB plus a 64 KiB transport buffer) and Linux send-buffer autotuning (up to
+# 4 MiB) would let every stuck client pin megabytes; with these, a stuck client's backlog
+# collapses in its bounded queue instead. Results are ~100 bytes, so this is still hundreds.
+WS_WRITE_BUFFER_BYTES = 16 * 1024
+WS_SOCKET_SNDBUF_BYTES = 32 * 1024
+
 # Clients have nothing to say; a larger frame is an abuse and closes the connection (1009).
 WS_MAX_FRAME_BYTES = 4096
 

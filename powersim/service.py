@@ -62,17 +62,21 @@ class PowerSim:
     async def _publish(self, result: SimulationResult) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await self.store.publish(result)
+            written = await self.store.publish(result)
         except RedisError as exc:
             log.warning("run %d is stored but Redis is unreachable (%s); it is published on reconnect", result.id, exc)
             self._keep_unpublished(result)
             return
-        # The watcher, not this request, pushes to subscribers; wait until it has read the key
-        # after our write, so that a GET right after this response agrees with it.
+        if not written:
+            return  # a more recently launched result is there; the watcher has it or will
+        # The watcher, not this request, pushes to subscribers. Wait until it has seen our write,
+        # so that a GET right after this response agrees: either it holds our result, or it read
+        # the key after our write (someone else's newer value may have replaced ours by then).
         written_at = loop.time()
+        watcher = self.watcher
         try:
             async with asyncio.timeout(READ_YOUR_WRITE_WAIT_S):
-                await self.watcher.wait_read_after(written_at)
+                await watcher.wait_until(lambda: watcher.current == result or watcher.last_read_started >= written_at)
         except TimeoutError:
             log.debug("no keyspace notification for run %d within %.1f s", result.id, READ_YOUR_WRITE_WAIT_S)
 

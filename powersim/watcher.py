@@ -31,7 +31,9 @@ class Watcher:
         self.loaded = False
         self.redis_up = True
         self.on_connect: Callable[[], Awaitable[None]] | None = None
-        self._read_started = 0.0  # loop time at which the last completed read was issued
+        self.subscribed = asyncio.Event()  # set while subscribed and resynchronized
+        self.reads = 0  # completed reads of the key
+        self.last_read_started = 0.0  # loop time at which the latest completed read was issued
         self._read_done = asyncio.Condition()
 
     async def refresh(self) -> None:
@@ -47,7 +49,8 @@ class Watcher:
             log.warning("rejected the value written to %s: %s", LATEST_KEY, exc)
         self.loaded = True
         async with self._read_done:
-            self._read_started = max(self._read_started, started)
+            self.reads += 1
+            self.last_read_started = max(self.last_read_started, started)
             self._read_done.notify_all()
 
     def _accept(self, result: SimulationResult) -> None:
@@ -55,10 +58,10 @@ class Watcher:
             self.current = result
             self.hub.publish(result.to_json())
 
-    async def wait_read_after(self, moment: float) -> None:
-        """Wait until a read issued after `moment` (loop time) completed: it saw what we wrote."""
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate` holds after some completed read (checked after each one)."""
         async with self._read_done:
-            await self._read_done.wait_for(lambda: self._read_started >= moment)
+            await self._read_done.wait_for(predicate)
 
     async def run(self) -> None:
         """Subscribe, resync, follow events; on any Redis failure back off and do it again."""
@@ -88,8 +91,10 @@ class Watcher:
         if self.on_connect is not None:
             await self.on_connect()
         await self.refresh()
+        self.subscribed.set()
 
     def _went_down(self, exc: BaseException) -> None:
+        self.subscribed.clear()
         if self.redis_up:
             self.redis_up = False
             log.warning(

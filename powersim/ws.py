@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from contextlib import suppress
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .constants import WS_HEARTBEAT_S, WS_MAX_FRAME_BYTES
+from .constants import WS_HEARTBEAT_S, WS_MAX_FRAME_BYTES, WS_SOCKET_SNDBUF_BYTES, WS_WRITE_BUFFER_BYTES
 from .hub import Subscriber
 from .keys import HUB, WEBSOCKETS
 
@@ -17,10 +18,20 @@ log = logging.getLogger(__name__)
 
 async def simulator_subscribe(request: web.Request) -> web.WebSocketResponse:
     # Compression off: it multiplies per-connection memory for ~100-byte messages.
-    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_FRAME_BYTES, compress=False)
+    ws = web.WebSocketResponse(
+        heartbeat=WS_HEARTBEAT_S,
+        max_msg_size=WS_MAX_FRAME_BYTES,
+        compress=False,
+        writer_limit=WS_WRITE_BUFFER_BYTES,
+    )
     if not ws.can_prepare(request).ok:
         raise web.HTTPUpgradeRequired(text="this endpoint is a websocket; connect with a websocket client")
     await ws.prepare(request)
+    if request.transport is not None:
+        request.transport.set_write_buffer_limits(high=WS_WRITE_BUFFER_BYTES)
+        sock = request.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WS_SOCKET_SNDBUF_BYTES)
     request.app[WEBSOCKETS].add(ws)
     with request.app[HUB].subscribe() as subscriber:
         sender = asyncio.create_task(_send(ws, subscriber))

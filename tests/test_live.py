@@ -1,0 +1,284 @@
+"""Live updates: keyspace watcher, hub and /simulator-subscribe, against real Redis and sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from powersim.constants import LATEST_KEY, MAX_VALUE_BYTES, SUBSCRIBER_QUEUE
+from powersim.keys import HUB, POWERSIM
+
+from .conftest import ClientFactory
+from .redis_server import RedisServer
+
+Client = TestClient[Any, Any]
+EMPTY = {"id": None, "active_power": None, "reactive_power": None, "launched_at": None}
+
+
+async def next_json(ws: aiohttp.ClientWebSocketResponse, wait: float = 5) -> dict[str, Any]:
+    msg = await ws.receive(timeout=wait)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return json.loads(msg.data)  # type: ignore[no-any-return]
+
+
+async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.3) -> None:
+    try:
+        msg = await ws.receive(timeout=seconds)
+    except TimeoutError:
+        return
+    pytest.fail(f"unexpected message {msg}")
+
+
+async def write(client: Client, redis_client: aioredis.Redis, raw: str | bytes) -> None:
+    """SET the key from outside, then wait for the watcher to read it (it coalesces fast writes)."""
+    watcher = client.app[POWERSIM].watcher
+    reads = watcher.reads
+    await redis_client.set(LATEST_KEY, raw)
+    async with asyncio.timeout(5):
+        await watcher.wait_until(lambda: watcher.reads > reads)
+
+
+def value(p: float, q: float = 0.5, **extra: Any) -> str:
+    return json.dumps({"active_power": p, "reactive_power": q} | extra)
+
+
+async def test_snapshot_before_any_result_has_null_values(client: Client) -> None:
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        assert await next_json(ws) == EMPTY
+        await assert_silent(ws)
+
+
+async def test_snapshot_is_the_current_result(client: Client) -> None:
+    result = await (await client.post("/run-simulation")).json()
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        assert await next_json(ws) == result
+        await assert_silent(ws)
+
+
+async def test_a_run_reaches_every_subscriber_once(client: Client) -> None:
+    async with client.ws_connect("/simulator-subscribe") as one, client.ws_connect("/simulator-subscribe") as two:
+        assert await next_json(one) == EMPTY
+        assert await next_json(two) == EMPTY
+        result = await (await client.post("/run-simulation")).json()
+        assert await next_json(one) == result
+        assert await next_json(two) == result
+        await assert_silent(one)
+        await assert_silent(two)
+
+
+async def test_outside_writer_is_pushed_and_served(client: Client, redis_client: aioredis.Redis) -> None:
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        await redis_client.set(LATEST_KEY, value(0.25, 0.125, comment="dropped"))
+        assert await next_json(ws) == {"id": None, "active_power": 0.25, "reactive_power": 0.125, "launched_at": None}
+        assert await (await client.get("/active-power")).json() == {
+            "id": None,
+            "active_power": 0.25,
+            "launched_at": None,
+        }
+        assert (await (await client.get("/reactive-power")).json())["reactive_power"] == 0.125
+
+
+BAD_VALUES = [
+    b"not json",
+    b"",
+    b"[0.25, 0.125]",
+    b'"a string"',
+    b"42",
+    b'{"active_power": "0.25", "reactive_power": 0.125}',
+    b'{"active_power": NaN, "reactive_power": 0.125}',
+    b'{"active_power": Infinity, "reactive_power": 0.125}',
+    b'{"active_power": 1e400, "reactive_power": 0.125}',
+    b'{"active_power": 0.25}',
+    b'{"reactive_power": 0.125}',
+    b'{"active_power": true, "reactive_power": 0.125}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "id": "seven"}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "launched_at": "tuesday"}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "pad": "' + b"x" * (4 * MAX_VALUE_BYTES) + b'"}',
+]
+
+
+async def test_bad_outside_values_are_rejected_and_pushes_continue(
+    client: Client, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="powersim.watcher")
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        for n, bad in enumerate(BAD_VALUES, start=1):
+            await write(client, redis_client, bad)
+            await write(client, redis_client, value(n))
+            # The bad value was never pushed: the next message is the good one after it.
+            assert (await next_json(ws))["active_power"] == n, bad[:60]
+        await write(client, redis_client, b"{broken")
+        await assert_silent(ws)
+        assert (await (await client.get("/active-power")).json())["active_power"] == len(BAD_VALUES)
+    rejected = [r for r in caplog.records if "rejected the value written to powersim:latest" in r.getMessage()]
+    assert len(rejected) == len(BAD_VALUES) + 1, [r.getMessage()[50:110] for r in rejected]
+    assert all(r.levelno == logging.WARNING for r in rejected)
+
+
+async def test_the_same_result_is_not_sent_twice_in_a_row(client: Client, redis_client: aioredis.Redis) -> None:
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        for raw in (value(1.0), value(1.0), value(1.0, extra="same result, other bytes"), value(2.0)):
+            await write(client, redis_client, raw)
+        assert (await next_json(ws))["active_power"] == 1.0
+        assert (await next_json(ws))["active_power"] == 2.0
+        await assert_silent(ws)
+
+
+async def test_deleting_the_key_keeps_the_last_result(client: Client, redis_client: aioredis.Redis) -> None:
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        await redis_client.set(LATEST_KEY, value(3.0))
+        assert (await next_json(ws))["active_power"] == 3.0
+        watcher = client.app[POWERSIM].watcher
+        reads = watcher.reads
+        await redis_client.delete(LATEST_KEY)
+        async with asyncio.timeout(5):
+            await watcher.wait_until(lambda: watcher.reads > reads)
+        await assert_silent(ws)
+        assert (await (await client.get("/active-power")).json())["active_power"] == 3.0
+
+
+async def test_two_servers_sharing_redis(make_client: ClientFactory, tmp_path: Path) -> None:
+    first = await make_client(database_path=tmp_path / "a" / "powersim.db")
+    second = await make_client(database_path=tmp_path / "b" / "powersim.db")
+    async with second.ws_connect("/simulator-subscribe") as ws:
+        assert await next_json(ws) == EMPTY
+        result = await (await first.post("/run-simulation")).json()
+        assert await next_json(ws) == result
+        assert (await (await second.get("/active-power")).json())["launched_at"] == result["launched_at"]
+
+
+async def test_gets_are_served_from_memory(client: Client, redis_client: aioredis.Redis) -> None:
+    await client.post("/run-simulation")
+    await redis_client.config_resetstat()
+    for _ in range(50):
+        assert (await client.get("/active-power")).status == 200
+        assert (await client.get("/reactive-power")).status == 200
+    stats = await redis_client.info("commandstats")
+    assert set(stats) <= {"cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config"}, stats
+
+
+def stuck_websocket(port: int) -> socket.socket:
+    """A client that completes the handshake and then never reads a byte."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /simulator-subscribe HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    return sock
+
+
+async def test_a_stuck_client_neither_delays_others_nor_grows(client: Client, redis_client: aioredis.Redis) -> None:
+    hub = client.app[HUB]
+    stuck = stuck_websocket(client.port)
+    try:
+        async with client.ws_connect("/simulator-subscribe") as ws:
+            await next_json(ws)
+            assert len(hub) == 2
+            rounds = 3000  # about 300 KB of pushes: far more than a stuck socket may buffer
+            seen: list[float] = []
+            for n in range(1, rounds + 1):
+                await write(client, redis_client, value(float(n)))
+            while not seen or seen[-1] != rounds:
+                seen.append((await next_json(ws, wait=10))["active_power"])
+            assert seen == sorted(set(seen)), "out of order or repeated"
+            stuck_subscriber = max(hub._subscribers, key=lambda s: s.dropped)
+            assert stuck_subscriber.dropped > 0, "the stuck client never fell behind: the test proves nothing"
+            assert all(s.pending <= SUBSCRIBER_QUEUE for s in hub._subscribers)
+    finally:
+        stuck.close()
+
+
+async def test_protocol_rules(client: Client) -> None:
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        await ws.send_str("hello, server")  # ignored
+        result = await (await client.post("/run-simulation")).json()
+        assert await next_json(ws) == result
+        await ws.send_bytes(b"\x00\x01")
+        assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1003
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        await ws.send_str("x" * 10_000)
+        assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1009
+
+
+async def test_watcher_survives_a_redis_restart(
+    client: Client,
+    redis_server: RedisServer,
+    redis_client: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    before = await (await client.post("/run-simulation")).json()
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        assert await next_json(ws) == before
+        redis_server.stop()
+        health = await client.get("/healthz")
+        assert (health.status, (await health.json())["status"]) == (200, "degraded")
+        assert (await (await client.get("/active-power")).json())["id"] == before["id"]
+        during = await (await client.post("/run-simulation")).json()  # stored, Redis write deferred
+        assert during["id"] == before["id"] + 1
+        await assert_silent(ws, 0.5)
+
+        redis_server.start()  # empty, and with keyspace notifications off again
+        assert await next_json(ws, wait=15) == during  # re-published, then pushed by the watcher
+        flags = (await redis_client.config_get("notify-keyspace-events"))["notify-keyspace-events"]
+        assert "K" in flags
+        await redis_client.set(LATEST_KEY, value(9.0))
+        assert (await next_json(ws))["active_power"] == 9.0
+    health = await (await client.get("/healthz")).json()
+    assert health["status"] == "ok"
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("lost Redis" in m for m in messages) == 1
+    assert sum("reachable again" in m for m in messages) == 1
+
+
+def websocat_binary() -> str:
+    found = shutil.which("websocat", path=str(Path(sys.prefix) / "bin")) or shutil.which("websocat")
+    if found is None:
+        pytest.fail("websocat is not installed: it comes with requirements-dev.txt")
+    return found
+
+
+async def test_websocat_sees_a_run(client: Client) -> None:
+    """The README session: websocat listening, curl-like POST, the result arrives as a line."""
+    proc = await asyncio.create_subprocess_exec(
+        websocat_binary(),
+        "-n",
+        "-U",
+        f"ws://127.0.0.1:{client.port}/simulator-subscribe",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 10))
+        assert first == EMPTY
+        result = await (await client.post("/run-simulation")).json()
+        assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 10)) == result
+    finally:
+        proc.kill()
+        await proc.wait()
