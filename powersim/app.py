@@ -12,6 +12,7 @@ from aiohttp import web
 from . import rest, ws
 from .constants import REDIS_STARTUP_WAIT_S
 from .errors import StartupError
+from .gql import setup_graphql
 from .hub import Hub
 from .keys import HUB, POWERSIM, SETTINGS, WATCH_TASK, WEBSOCKETS
 from .latest import open_latest_store
@@ -59,4 +60,5 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(ws.close_websockets)
     rest.setup_routes(app)
     ws.setup_routes(app)
+    setup_graphql(app)
     return app

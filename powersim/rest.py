@@ -6,28 +6,17 @@ from typing import Any
 
 from aiohttp import web
 
-from .constants import DEFAULT_PAGE, MAX_PAGE
-from .errors import BadRequest, NotFound
+from .constants import DEFAULT_PAGE
+from .errors import NotFound
 from .keys import POWERSIM
 from .models import SimulationResult, dumps
+from .service import parse_int
 
 NO_RESULT = "no simulation has run yet"
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
-
-
-def _int_param(raw: str | None, name: str, default: int | None, low: int, high: int) -> int | None:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 async def run_simulation(request: web.Request) -> web.Response:
@@ -54,16 +43,14 @@ async def reactive_power(request: web.Request) -> web.Response:
 
 async def simulations(request: web.Request) -> web.Response:
     query = request.query
-    limit = _int_param(query.get("limit"), "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    before = _int_param(query.get("before"), "before", None, 1, 2**63 - 1)
-    assert limit is not None
+    limit = parse_int(query["limit"], "limit") if "limit" in query else DEFAULT_PAGE
+    before = parse_int(query["before"], "before") if "before" in query else None
     page = await request.app[POWERSIM].history(limit, before)
     return _json({"simulations": [r.to_dict() for r in page.simulations], "next_before": page.next_before})
 
 
 async def simulation(request: web.Request) -> web.Response:
-    run_id = _int_param(request.match_info["id"], "id", None, 1, 2**63 - 1)
-    assert run_id is not None
+    run_id = parse_int(request.match_info["id"], "id")
     result = await request.app[POWERSIM].get(run_id)
     if result is None:
         raise NotFound(f"no simulation with id {run_id}")

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
-from .constants import READ_YOUR_WRITE_WAIT_S
-from .errors import SimulationFailed
+from .constants import MAX_PAGE, READ_YOUR_WRITE_WAIT_S
+from .errors import BadRequest, SimulationFailed
 from .latest import LatestStore
 from .models import InvalidResult, SimulationResult
 from .pool import SimulationPool
@@ -19,6 +19,22 @@ from .storage import Storage
 from .watcher import Watcher
 
 log = logging.getLogger(__name__)
+
+MAX_ID = 2**63 - 1  # SQLite's INTEGER PRIMARY KEY range
+
+
+def parse_int(raw: str, name: str) -> int:
+    """Integers arrive as text from URLs and GraphQL IDs; say which one is wrong."""
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}") from None
+
+
+def check_range(value: int, name: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -110,13 +126,17 @@ class PowerSim:
             return await self.storage.newest_launched()
 
     async def history(self, limit: int, before: int | None) -> Page:
+        """Newest first; `next_before` is the `before` of the next page, None on the last one."""
+        check_range(limit, "limit", 1, MAX_PAGE)
+        if before is not None:
+            check_range(before, "before", 1, MAX_ID)
         rows = await self.storage.page(limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]
         return Page(rows, rows[-1].id if more and rows else None)
 
     async def get(self, run_id: int) -> SimulationResult | None:
-        return await self.storage.get(run_id)
+        return await self.storage.get(check_range(run_id, "id", 1, MAX_ID))
 
     async def health(self) -> Health:
         database, redis = await asyncio.gather(self.storage.check(), self.store.ping())

@@ -56,7 +56,7 @@ class Watcher:
     def _accept(self, result: SimulationResult) -> None:
         if result != self.current:
             self.current = result
-            self.hub.publish(result.to_json())
+            self.hub.publish(result)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate` holds after some completed read (checked after each one)."""

@@ -48,9 +48,9 @@ async def simulator_subscribe(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _send(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
-    async for message in subscriber:
+    async for update in subscriber:
         try:
-            await ws.send_str(message)
+            await ws.send_str(update.text)
         except ConnectionError:
             return  # the receive loop sees the close and cleans up
 
