@@ -10,11 +10,12 @@ from contextlib import suppress
 from aiohttp import web
 
 from . import rest, ws
-from .constants import REDIS_STARTUP_WAIT_S
+from .constants import MAX_BODY_BYTES, REDIS_STARTUP_WAIT_S
 from .errors import StartupError
 from .gql import setup_graphql
+from .guards import request_guard, websocket_guard
 from .hub import Hub
-from .keys import HUB, POWERSIM, SETTINGS, WATCH_TASK, WEBSOCKETS
+from .keys import HUB, POWERSIM, SETTINGS, WATCH_TASK, WEBSOCKETS, WS_GAUGE, Gauge
 from .latest import open_latest_store
 from .middlewares import json_errors
 from .pool import open_pool
@@ -33,7 +34,7 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
         open_pool(settings.simulation, settings.workers, settings.log_level) as pool,
     ):
         watcher = Watcher(store, app[HUB], settings.redis_db)
-        powersim = PowerSim(pool, storage, store, watcher)
+        powersim = PowerSim(pool, storage, store, watcher, settings.max_pending)
         watcher.on_connect = powersim.sync_redis
         app[POWERSIM] = powersim
         app[WATCH_TASK] = asyncio.create_task(watcher.run(), name="powersim-watcher")
@@ -45,18 +46,27 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
             except TimeoutError:
                 raise StartupError(f"could not subscribe to Redis at {settings.redis_url_redacted}") from None
             yield
+            await powersim.drain(settings.drain_timeout)
         finally:
             app[WATCH_TASK].cancel()
             with suppress(asyncio.CancelledError):
                 await app[WATCH_TASK]
 
 
+async def stop_taking_runs(app: web.Application) -> None:
+    """First thing on shutdown: a run that arrives now is refused (503) instead of cut short."""
+    if POWERSIM in app:
+        app[POWERSIM].draining = True
+
+
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[json_errors, request_guard, websocket_guard], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[HUB] = Hub()
     app[WEBSOCKETS] = weakref.WeakSet()
+    app[WS_GAUGE] = Gauge()
     app.cleanup_ctx.append(powersim_ctx)
+    app.on_shutdown.append(stop_taking_runs)
     app.on_shutdown.append(ws.close_websockets)
     rest.setup_routes(app)
     ws.setup_routes(app)

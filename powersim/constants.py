@@ -19,6 +19,9 @@ REDIS_CALL_TIMEOUT_S = 2.0
 # Warming the pool imports pandapower in every worker (about 1.3 s each, in parallel).
 WORKER_WARMUP_TIMEOUT_S = 120.0
 
+# Requests carry at most a GraphQL query (GraphiQL's introspection query is ~2 KiB).
+MAX_BODY_BYTES = 16 * 1024
+
 # History page sizes.
 DEFAULT_PAGE = 50
 MAX_PAGE = 500

@@ -6,6 +6,10 @@ class PowerSimError(Exception):
 
     status = 500
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class SettingsError(PowerSimError):
     """A setting has a bad value; start-up stops with this message."""
@@ -29,7 +33,39 @@ class SimulationFailed(PowerSimError):
     status = 500
 
 
+class Unauthorized(PowerSimError):
+    status = 401
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="powersim"'}
+
+
+class Forbidden(PowerSimError):
+    status = 403
+
+
+class PayloadTooLarge(PowerSimError):
+    status = 413
+
+
+class UnsupportedMediaType(PowerSimError):
+    status = 415
+
+
 class Unavailable(PowerSimError):
     """A dependency cannot serve right now (database, worker pool)."""
 
     status = 503
+
+
+class Overloaded(Unavailable):
+    """Too much work queued; the client should come back after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

@@ -39,7 +39,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except PowerSimError as exc:
         if exc.status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc)
-        return error_response(exc.status, str(exc))
+        return error_response(exc.status, str(exc), exc.headers)
     except Exception:  # the edge: whatever escaped is a bug, logged with its traceback
         log.exception("%s %s raised", request.method, request.path)
         return error_response(500, "internal server error")

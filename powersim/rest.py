@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 
 from .constants import DEFAULT_PAGE
-from .errors import NotFound
+from .errors import BadRequest, NotFound, UnsupportedMediaType
 from .keys import POWERSIM
 from .models import SimulationResult, dumps
 from .service import parse_int
@@ -19,7 +20,27 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 
 
+async def _no_parameters(request: web.Request) -> None:
+    """The run takes no parameters: accept no body, or an empty JSON object, and nothing else."""
+    if not request.body_exists:
+        return
+    body = await request.read()
+    if not body.strip():
+        return
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(f"send no body, or an empty JSON object; got {request.content_type}")
+    try:
+        params = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(params, dict):
+        raise BadRequest("the body must be a JSON object")
+    if params:
+        raise BadRequest(f"unknown parameters: {', '.join(sorted(map(str, params)))[:200]}")
+
+
 async def run_simulation(request: web.Request) -> web.Response:
+    await _no_parameters(request)
     result = await request.app[POWERSIM].run_simulation()
     return _json(result.to_dict())
 

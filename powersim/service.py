@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 
 from .constants import MAX_PAGE, READ_YOUR_WRITE_WAIT_S
-from .errors import BadRequest, SimulationFailed
+from .errors import BadRequest, Overloaded, SimulationFailed, Unavailable
 from .latest import LatestStore
 from .models import InvalidResult, SimulationResult
 from .pool import SimulationPool
@@ -57,15 +57,45 @@ class Health:
 class PowerSim:
     """Runs, stores and publishes simulations; answers questions about them."""
 
-    def __init__(self, pool: SimulationPool, storage: Storage, store: LatestStore, watcher: Watcher) -> None:
+    def __init__(
+        self, pool: SimulationPool, storage: Storage, store: LatestStore, watcher: Watcher, max_pending: int
+    ) -> None:
         self.pool = pool
         self.storage = storage
         self.store = store
         self.watcher = watcher
+        self.max_pending = max_pending
+        self.draining = False
         # A stored result whose Redis write failed; written when Redis is back.
         self._unpublished: SimulationResult | None = None
+        # Runs queued or running. Owned here, not by the request: a client that goes away, or a
+        # handler cancelled at shutdown, must not lose a run that has started.
+        self._runs: set[asyncio.Task[SimulationResult]] = set()
 
     async def run_simulation(self) -> SimulationResult:
+        """Run, store and publish one simulation; refuse at once when too much is queued."""
+        if self.draining:
+            raise Unavailable("the server is shutting down; no new runs are accepted")
+        if len(self._runs) >= self.max_pending:
+            raise Overloaded(f"{len(self._runs)} runs are queued or running (POWERSIM_MAX_PENDING); retry shortly")
+        task = asyncio.create_task(self._run_and_record())
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self, grace_s: float) -> None:
+        """At shutdown: stop taking runs and let those in flight finish, store and publish."""
+        self.draining = True
+        if not self._runs:
+            return
+        log.info("waiting up to %.0f s for %d runs in flight", grace_s, len(self._runs))
+        _, late = await asyncio.wait(set(self._runs), timeout=grace_s)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d runs did not finish within %.0f s and were abandoned", len(late), grace_s)
+
+    async def _run_and_record(self) -> SimulationResult:
         active, reactive, started, finished = await self.pool.run()
         if not (math.isfinite(active) and math.isfinite(reactive)):
             raise SimulationFailed(f"simulation returned a non-finite result ({active}, {reactive})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,19 +22,32 @@ class Settings:
     simulation: str = "test_sim:run_simulation"
     workers: int = 1
     log_level: str = "INFO"
+    max_pending: int = 32  # runs queued or running at once; beyond: 503 with Retry-After
+    max_subscribers: int = 10_000  # concurrent websockets (REST and GraphQL together)
+    api_token: str | None = field(default=None, repr=False)  # required for runs, when set
+    read_token: str | None = field(default=None, repr=False)  # required for reads, when set
+    allowed_origins: tuple[str, ...] = ()  # websocket Origins allowed; empty: any
+    drain_timeout: float = 30.0  # on SIGTERM, how long runs in flight may take to finish
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from the environment; raise SettingsError naming the first bad one."""
         env = os.environ if env is None else env
+        workers = _int(env, "POWERSIM_WORKERS", os.cpu_count() or 1, low=1, high=256)
         return cls(
             host=env.get("HOST", cls.host) or cls.host,
             port=_int(env, "PORT", cls.port, low=1, high=65535),
             redis_url=_redis_url(env.get("REDIS_URL", cls.redis_url)),
             database_path=parse_database_url(env.get("DATABASE_URL", "sqlite:///data/powersim.db")),
             simulation=_simulation(env.get("POWERSIM_SIMULATION", cls.simulation)),
-            workers=_int(env, "POWERSIM_WORKERS", os.cpu_count() or 1, low=1, high=256),
+            workers=workers,
             log_level=_log_level(env.get("LOG_LEVEL", cls.log_level)),
+            max_pending=_int(env, "POWERSIM_MAX_PENDING", 32 * workers, low=1, high=1_000_000),
+            max_subscribers=_int(env, "POWERSIM_MAX_SUBSCRIBERS", cls.max_subscribers, low=1, high=1_000_000),
+            api_token=_token(env, "POWERSIM_API_TOKEN"),
+            read_token=_token(env, "POWERSIM_READ_TOKEN"),
+            allowed_origins=_origins(env.get("POWERSIM_ALLOWED_ORIGINS", "")),
+            drain_timeout=float(_int(env, "POWERSIM_DRAIN_TIMEOUT", int(cls.drain_timeout), low=0, high=3600)),
         )
 
     @property
@@ -93,6 +106,26 @@ def _simulation(spec: str) -> str:
     if not sep or not module or not attr:
         raise SettingsError(f"POWERSIM_SIMULATION must look like module:function, got {spec!r}")
     return spec
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    token = env.get(name)
+    if token is None or token == "":
+        return None
+    if len(token) < 16 or not token.isprintable() or " " in token:
+        raise SettingsError(f"{name} must be at least 16 printable characters without spaces")
+    return token
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """`https://a.example, http://localhost:3000` -> normalized origins; empty means any."""
+    origins = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        parts = urlsplit(item)
+        if item != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/")):
+            raise SettingsError(f"POWERSIM_ALLOWED_ORIGINS entries must look like https://host[:port], got {item!r}")
+        origins.append(item if item == "*" else f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)
 
 
 def _log_level(level: str) -> str:

@@ -14,7 +14,7 @@ from strawberry.extensions import AddValidationRules, MaskErrors, MaxAliasesLimi
 from strawberry.schema.config import StrawberryConfig
 
 from ..constants import DEFAULT_PAGE
-from ..errors import PowerSimError
+from ..errors import PowerSimError, Unauthorized
 from ..hub import Hub
 from ..models import SimulationResult, format_time, parse_time
 from ..service import PowerSim, parse_int
@@ -32,6 +32,7 @@ MAX_ALIASES = 15
 class Context:
     powersim: PowerSim
     hub: Hub
+    may_write: bool  # POWERSIM_API_TOKEN given (or not required)
 
 
 Info = strawberry.Info[Context, None]
@@ -91,6 +92,8 @@ class Query:
 class Mutation:
     @strawberry.mutation(description="Run one simulation: the same path as POST /run-simulation.")
     async def run_simulation(self, info: Info) -> SimulationResultType:
+        if not info.context.may_write:
+            raise Unauthorized("this needs the API token: Authorization: Bearer <POWERSIM_API_TOKEN>")
         return SimulationResultType.of(await info.context.powersim.run_simulation())
 
 
