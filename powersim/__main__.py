@@ -27,7 +27,7 @@ def main() -> int:
             host=settings.host,
             port=settings.port,
             print=lambda _: log.info("serving on http://%s:%d", settings.host, settings.port),
-            shutdown_timeout=10.0,
+            shutdown_timeout=settings.drain_timeout,  # handlers in flight may answer first
             access_log=None,
         )
     except StartupError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -90,7 +91,16 @@ async def healthz(request: web.Request) -> web.Response:
     return _json(body, 200 if health.serving else 503)
 
 
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+
+
 def setup_routes(app: web.Application) -> None:
+    spec = OPENAPI_PATH.read_bytes()  # once, at app creation: a committed, hand-maintained file
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_post("/run-simulation", run_simulation)
     app.router.add_get("/active-power", active_power)
     app.router.add_get("/reactive-power", reactive_power)

@@ -37,3 +37,13 @@ def dies() -> tuple[float, float]:
 
 
 NOT_CALLABLE = 42
+
+
+def dies_once() -> tuple[float, float]:
+    """The first call in the whole test (marker file from the environment) kills its worker."""
+    marker = os.environ["POWERSIM_TEST_MARKER"]
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os._exit(3)
+    return 0.1, 0.05
