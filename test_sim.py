@@ -1,13 +1,19 @@
 """The power-flow simulation powersim serves: the classic 3-bus pandapower example.
 
 This module is the user's simulation; the server imports it and it never imports the server.
+The network is identical on every call, so it is built once (at import, which the server's
+workers do at start-up) and each run works on a deep copy: building costs ~100 ms of pandas
+work, copying ~10 ms, and the power flow itself ~25 ms. Results are bit-for-bit those of a
+freshly built network (tests/test_simulation.py checks every result table).
 """
+
+import copy
 
 import pandapower as pp
 
 
-def run_simulation() -> tuple[float, float]:
-    """Run a power flow on the 3-bus example network; return the load's (P in MW, Q in MVAr)."""
+def build_network() -> pp.pandapowerNet:
+    """Bus 1 at 20 kV with the external grid; a 0.4 MVA transformer to bus 2; a line to the load on bus 3."""
     net = pp.create_empty_network()
     b1 = pp.create_bus(net, vn_kv=20.0, name="Bus 1")
     b2 = pp.create_bus(net, vn_kv=0.4, name="Bus 2")
@@ -16,5 +22,21 @@ def run_simulation() -> tuple[float, float]:
     pp.create_load(net, bus=b3, p_mw=0.1, q_mvar=0.05, name="Load")
     pp.create_transformer(net, hv_bus=b1, lv_bus=b2, std_type="0.4 MVA 20/0.4 kV", name="Trafo")
     pp.create_line(net, from_bus=b2, to_bus=b3, length_km=0.1, std_type="NAYY 4x50 SE", name="Line")
+    return net
+
+
+# Never run or modified: every call copies it, so no state of one run reaches the next.
+_BASE_NETWORK = build_network()
+
+
+def run_network() -> pp.pandapowerNet:
+    """Run the power flow on a fresh copy of the network and return the solved network."""
+    net = copy.deepcopy(_BASE_NETWORK)
     pp.runpp(net)
+    return net
+
+
+def run_simulation() -> tuple[float, float]:
+    """Run a power flow on the 3-bus example network; return the load's (P in MW, Q in MVAr)."""
+    net = run_network()
     return float(net.res_load.p_mw[0]), float(net.res_load.q_mvar[0])
