@@ -1,0 +1,2 @@
+-- wrk script: POST /run-simulation with no body.
+wrk.method = "POST"
