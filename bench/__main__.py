@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -23,30 +24,43 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def main() -> None:
+BENCHMARKS = ("sim", "get", "latency", "post", "fanout", "startup")
+
+
+def main(selected: tuple[str, ...]) -> None:
+    """All benchmarks rewrite BENCHMARKS.md; a selection (`bench/run.sh get post`) only prints."""
     started = time.monotonic()
     figures: list[Figure] = []
     extras: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp, redis() as server:
         db_dir = Path(tmp)
-        print("simulation cost ...", flush=True)
-        sim_figure, _ = sim_bench.simulation_cost()
-        figures.append(sim_figure)
-        print("GET throughput ...", flush=True)
-        figures += http_bench.get_throughput(server.url, db_dir)
-        print("GET latency under POST load ...", flush=True)
-        figures.append(http_bench.get_latency_under_load(server.url, db_dir))
-        print("POST throughput ...", flush=True)
-        figures.append(http_bench.post_throughput(server.url, db_dir, WORKERS))
-        for subscribers, limit in ((1000, 100.0), (5000, 500.0)):
-            print(f"fan-out to {subscribers} ...", flush=True)
-            figure, kib = fanout.fanout(server, db_dir, subscribers, limit)
-            figures.append(figure)
-            extras[f"memory per idle subscriber ({subscribers} connected)"] = f"{kib:.1f} KiB (target <= 50 KiB)"
-        print("start-up ...", flush=True)
-        figures.append(startup.startup(server.url, db_dir, WORKERS))
-    profile = profile_sim.profile_run_simulation()
-    write_report(figures, extras, profile, time.monotonic() - started)
+        if "sim" in selected:
+            print("simulation cost ...", flush=True)
+            figures.append(sim_bench.simulation_cost()[0])
+        if "get" in selected:
+            print("GET throughput ...", flush=True)
+            figures += http_bench.get_throughput(server.url, db_dir)
+        if "latency" in selected:
+            print("GET latency under POST load ...", flush=True)
+            figures.append(http_bench.get_latency_under_load(server.url, db_dir))
+        if "post" in selected:
+            print("POST throughput ...", flush=True)
+            figures.append(http_bench.post_throughput(server.url, db_dir, WORKERS))
+        if "fanout" in selected:
+            for subscribers, limit in ((1000, 100.0), (5000, 500.0)):
+                print(f"fan-out to {subscribers} ...", flush=True)
+                figure, kib = fanout.fanout(server, db_dir, subscribers, limit)
+                figures.append(figure)
+                extras[f"memory per idle subscriber ({subscribers} connected)"] = f"{kib:.1f} KiB (target <= 50 KiB)"
+        if "startup" in selected:
+            print("start-up ...", flush=True)
+            figures.append(startup.startup(server.url, db_dir, WORKERS))
+    if selected != BENCHMARKS:
+        for figure in figures:
+            print(figure)
+        print(extras)
+        return
+    write_report(figures, extras, profile_sim.profile_run_simulation(), time.monotonic() - started)
 
 
 def write_report(figures: list[Figure], extras: dict[str, str], profile: str, seconds: float) -> None:
@@ -84,4 +98,8 @@ Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {os.cpu_count()} CPUs, {c
 
 
 if __name__ == "__main__":
-    main()
+    chosen = tuple(sys.argv[1:]) or BENCHMARKS
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        sys.exit(f"unknown benchmarks {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    main(tuple(b for b in BENCHMARKS if b in chosen))

@@ -10,7 +10,7 @@ import aiohttp
 
 
 async def main(url: str, count: int, rounds: int) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         sockets = [await session.ws_connect(url, autoping=True) for _ in range(count)]
         for ws in sockets:
             await ws.receive()  # the snapshot

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from .constants import MAX_VALUE_BYTES
@@ -36,6 +37,16 @@ class SimulationResult:
 
     def to_json(self) -> str:
         return dumps(self.to_dict())
+
+
+@lru_cache(maxsize=8)
+def power_bodies(result: SimulationResult) -> tuple[bytes, bytes]:
+    """The GET /active-power and /reactive-power bodies, serialized once per result: the latest
+    result changes a few times a second at most and is read thousands of times a second."""
+    body = result.to_dict()
+    active = {"id": body["id"], "active_power": body["active_power"], "launched_at": body["launched_at"]}
+    reactive = {"id": body["id"], "reactive_power": body["reactive_power"], "launched_at": body["launched_at"]}
+    return dumps(active).encode(), dumps(reactive).encode()
 
 
 # The snapshot a websocket client gets before any result exists: same keys, null values.

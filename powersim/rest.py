@@ -11,7 +11,7 @@ from aiohttp import web
 from .constants import DEFAULT_PAGE
 from .errors import BadRequest, NotFound, UnsupportedMediaType
 from .keys import POWERSIM
-from .models import SimulationResult, dumps
+from .models import SimulationResult, dumps, power_bodies
 from .service import parse_int
 
 NO_RESULT = "no simulation has run yet"
@@ -54,13 +54,11 @@ async def _latest(request: web.Request) -> SimulationResult:
 
 
 async def active_power(request: web.Request) -> web.Response:
-    body = (await _latest(request)).to_dict()
-    return _json({"id": body["id"], "active_power": body["active_power"], "launched_at": body["launched_at"]})
+    return web.Response(body=power_bodies(await _latest(request))[0], content_type="application/json")
 
 
 async def reactive_power(request: web.Request) -> web.Response:
-    body = (await _latest(request)).to_dict()
-    return _json({"id": body["id"], "reactive_power": body["reactive_power"], "launched_at": body["launched_at"]})
+    return web.Response(body=power_bodies(await _latest(request))[1], content_type="application/json")
 
 
 async def simulations(request: web.Request) -> web.Response:
