@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -13,41 +14,60 @@ from .models import EMPTY_RESULT_JSON, SimulationResult
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """A result and its JSON, serialized once for every websocket client."""
+    """A result and its JSON, serialized (and UTF-8 encoded) once for every websocket client."""
 
     result: SimulationResult | None
     text: str
+    data: bytes
 
 
-NO_RESULT = Update(None, EMPTY_RESULT_JSON)
+def make_update(result: SimulationResult | None) -> Update:
+    text = result.to_json() if result is not None else EMPTY_RESULT_JSON
+    return Update(result, text, text.encode())
+
+
+NO_RESULT = make_update(None)
 
 
 class Subscriber:
-    """One client's pending updates."""
+    """One client's pending updates: at most `maxsize`, oldest dropped first, delivered in order.
+
+    A deque and one wake-up future instead of an asyncio.Queue: publishing to thousands of
+    subscribers is this class's hot path, and the queue's machinery cost more than the send.
+    """
 
     def __init__(self, maxsize: int) -> None:
-        self._queue: asyncio.Queue[Update] = asyncio.Queue(maxsize)
+        self._pending: deque[Update] = deque(maxlen=maxsize)
+        self._waiter: asyncio.Future[None] | None = None
+        self._last: str | None = None
         self.dropped = 0
 
     def offer(self, update: Update) -> None:
         # A slow client skips to the newest result: stale values are worthless here.
-        while self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(update)
+        if len(self._pending) == self._pending.maxlen:
+            self.dropped += 1  # the deque drops the oldest itself
+        self._pending.append(update)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
-    async def __aiter__(self) -> AsyncIterator[Update]:
-        """Updates in order, never the same one twice in a row."""
-        last: str | None = None
+    async def next(self) -> Update:
+        """The next update in order, never the same result twice in a row."""
         while True:
-            update = await self._queue.get()
-            if update.text != last:
-                last = update.text
-                yield update
+            while not self._pending:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+            update = self._pending.popleft()
+            if update.text != self._last:
+                self._last = update.text
+                return update
 
 
 class Hub:
@@ -62,7 +82,7 @@ class Hub:
         return len(self._subscribers)
 
     def publish(self, result: SimulationResult) -> None:
-        self.current = update = Update(result, result.to_json())
+        self.current = update = make_update(result)
         for subscriber in self._subscribers:
             subscriber.offer(update)
 

@@ -28,6 +28,7 @@ class Settings:
     read_token: str | None = field(default=None, repr=False)  # required for reads, when set
     allowed_origins: tuple[str, ...] = ()  # websocket Origins allowed; empty: any
     drain_timeout: float = 30.0  # on SIGTERM, how long runs in flight may take to finish
+    event_loop: str = "uvloop"  # or "asyncio", the standard loop (for debugging)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +49,7 @@ class Settings:
             read_token=_token(env, "POWERSIM_READ_TOKEN"),
             allowed_origins=_origins(env.get("POWERSIM_ALLOWED_ORIGINS", "")),
             drain_timeout=float(_int(env, "POWERSIM_DRAIN_TIMEOUT", int(cls.drain_timeout), low=0, high=3600)),
+            event_loop=_choice(env, "POWERSIM_EVENT_LOOP", cls.event_loop, ("uvloop", "asyncio")),
         )
 
     @property
@@ -106,6 +108,13 @@ def _simulation(spec: str) -> str:
     if not sep or not module or not attr:
         raise SettingsError(f"POWERSIM_SIMULATION must look like module:function, got {spec!r}")
     return spec
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _token(env: Mapping[str, str], name: str) -> str | None:

@@ -48,9 +48,10 @@ async def simulator_subscribe(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _send(ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
-    async for update in subscriber:
+    while True:
+        update = await subscriber.next()
         try:
-            await ws.send_str(update.text)
+            await ws.send_frame(update.data, WSMsgType.TEXT)
         except ConnectionError:
             return  # the receive loop sees the close and cleans up
 

@@ -50,6 +50,10 @@ def test_overrides() -> None:
         ("DATABASE_URL", "sqlite:///", "DATABASE_URL must look like sqlite:///"),
         ("POWERSIM_SIMULATION", "test_sim.run_simulation", "POWERSIM_SIMULATION must look like module:function"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
+        ("POWERSIM_EVENT_LOOP", "trio", "POWERSIM_EVENT_LOOP must be one of uvloop, asyncio"),
+        ("POWERSIM_MAX_PENDING", "0", "POWERSIM_MAX_PENDING must be between"),
+        ("POWERSIM_API_TOKEN", "short", "POWERSIM_API_TOKEN must be at least 16"),
+        ("POWERSIM_ALLOWED_ORIGINS", "grid.example", "POWERSIM_ALLOWED_ORIGINS entries must look like"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str, message: str) -> None:

@@ -102,7 +102,8 @@ class Subscription:
     @strawberry.subscription(description="The current result (if any), then every new one, from any writer.")
     async def simulation_results(self, info: Info) -> AsyncGenerator[SimulationResultType | None, None]:
         with info.context.hub.subscribe() as subscriber:
-            async for update in subscriber:
+            while True:
+                update = await subscriber.next()
                 if update.result is not None:
                     yield SimulationResultType.of(update.result)
 
