@@ -16,6 +16,9 @@ REDIS_STARTUP_WAIT_S = 5.0
 # Redis calls on the request path must fail fast when Redis is down: runs still succeed then.
 REDIS_CALL_TIMEOUT_S = 2.0
 
+# Simulation workers run at a lower CPU priority than the server's event loop.
+WORKER_NICENESS = 5
+
 # Warming the pool imports pandapower in every worker (about 1.3 s each, in parallel).
 WORKER_WARMUP_TIMEOUT_S = 120.0
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .constants import WORKER_NICENESS
+
 # Per-process state of a worker (the only module-level state the style allows).
 _simulation: Callable[[], Any] | None = None
 _load_error: str | None = None
@@ -43,6 +45,9 @@ def init(spec: str, log_level: str) -> None:
     global _simulation, _load_error
     # Ctrl-C goes to the whole process group; the server shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Below the event loop's priority: when simulations saturate the CPUs, requests, pushes and
+    # health checks still get the CPU promptly (throughput is unchanged when nothing competes).
+    os.nice(WORKER_NICENESS)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
     # pandapower chats at INFO on import (optional plotting packages); keep workers to warnings.
     logging.getLogger("pandapower").setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
