@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import processes
 from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,16 +53,10 @@ def redis() -> Iterator[RedisServer]:
 
 
 def server_env(redis_url: str, db_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PORT=str(free_port()),
-        REDIS_URL=redis_url,
-        DATABASE_URL=f"sqlite:///{db_dir}/bench.db",
-        LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
+    """The test suite's server environment, with the real simulation and quiet logs."""
+    return processes.server_env(
+        db_dir, redis_url, **({"POWERSIM_SIMULATION": "test_sim:run_simulation", "LOG_LEVEL": "WARNING"} | extra)
     )
-    env.update(extra)
-    return env
 
 
 @contextmanager

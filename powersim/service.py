@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
-from .constants import MAX_PAGE, READ_YOUR_WRITE_WAIT_S
+from .constants import LATEST_KEY, MAX_PAGE, READ_YOUR_WRITE_WAIT_S
 from .errors import BadRequest, Overloaded, SimulationFailed, Unavailable
 from .latest import LatestStore
 from .models import InvalidResult, SimulationResult
@@ -80,8 +80,15 @@ class PowerSim:
             raise Overloaded(f"{len(self._runs)} runs are queued or running (POWERSIM_MAX_PENDING); retry shortly")
         task = asyncio.create_task(self._run_and_record())
         self._runs.add(task)
-        task.add_done_callback(self._runs.discard)
+        task.add_done_callback(self._run_done)
         return await asyncio.shield(task)
+
+    def _run_done(self, task: asyncio.Task[SimulationResult]) -> None:
+        self._runs.discard(task)
+        if not task.cancelled():
+            # Mark a failure as seen: when the request that started the run has gone away,
+            # nobody else awaits it (the failure is logged by the error middleware otherwise).
+            task.exception()
 
     async def drain(self, grace_s: float) -> None:
         """At shutdown: stop taking runs and let those in flight finish, store and publish."""
@@ -135,7 +142,7 @@ class PowerSim:
         """On every (re)connect: restore a missing key from SQLite, write what a failure held back."""
         newest = await self.storage.newest_launched()
         if newest is not None and await self.store.restore_if_missing(newest):
-            log.info("%s was missing; restored run %d from the database", "the latest result", newest.id)
+            log.info("%s was missing; restored run %d from the database", LATEST_KEY, newest.id)
         pending, self._unpublished = self._unpublished, None
         if pending is not None:
             try:
