@@ -33,9 +33,6 @@ MAX_PAGE = 500
 # collapsed to the newest message rather than growing or blocking the publisher.
 SUBSCRIBER_QUEUE = 8
 
-# Websocket ping interval: a peer that misses a pong within half of it is dropped.
-WS_HEARTBEAT_S = 20.0
-
 # Bytes buffered for one client before its sender waits for the socket to drain. aiohttp's
 # default (256 KiB plus a 64 KiB transport buffer) and Linux send-buffer autotuning (up to
 # 4 MiB) would let every stuck client pin megabytes; with these, a stuck client's backlog

@@ -29,6 +29,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # websocket Origins allowed; empty: any
     drain_timeout: float = 30.0  # on SIGTERM, how long runs in flight may take to finish
     event_loop: str = "uvloop"  # or "asyncio", the standard loop (for debugging)
+    ws_heartbeat: float = 20.0  # websocket ping interval; a peer silent for half of it more is dropped
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             allowed_origins=_origins(env.get("POWERSIM_ALLOWED_ORIGINS", "")),
             drain_timeout=float(_int(env, "POWERSIM_DRAIN_TIMEOUT", int(cls.drain_timeout), low=0, high=3600)),
             event_loop=_choice(env, "POWERSIM_EVENT_LOOP", cls.event_loop, ("uvloop", "asyncio")),
+            ws_heartbeat=float(_int(env, "POWERSIM_WS_HEARTBEAT", int(cls.ws_heartbeat), low=1, high=3600)),
         )
 
     @property

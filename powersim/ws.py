@@ -9,9 +9,9 @@ from contextlib import suppress
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .constants import WS_HEARTBEAT_S, WS_MAX_FRAME_BYTES, WS_SOCKET_SNDBUF_BYTES, WS_WRITE_BUFFER_BYTES
+from .constants import WS_MAX_FRAME_BYTES, WS_SOCKET_SNDBUF_BYTES, WS_WRITE_BUFFER_BYTES
 from .hub import Subscriber
-from .keys import HUB, WEBSOCKETS
+from .keys import HUB, SETTINGS, WEBSOCKETS
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 async def simulator_subscribe(request: web.Request) -> web.WebSocketResponse:
     # Compression off: it multiplies per-connection memory for ~100-byte messages.
     ws = web.WebSocketResponse(
-        heartbeat=WS_HEARTBEAT_S,
+        heartbeat=request.app[SETTINGS].ws_heartbeat,
         max_msg_size=WS_MAX_FRAME_BYTES,
         compress=False,
         writer_limit=WS_WRITE_BUFFER_BYTES,

@@ -210,6 +210,37 @@ async def test_a_stuck_client_neither_delays_others_nor_grows(client: Client, re
         stuck.close()
 
 
+async def test_a_peer_that_never_answers_pings_is_dropped(make_client: ClientFactory) -> None:
+    client = await make_client(ws_heartbeat=0.5)
+    hub = client.app[HUB]
+    silent = stuck_websocket(client.port)  # a raw socket: it never sends the pong
+    try:
+        for _ in range(50):
+            if len(hub) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert len(hub) == 1
+        async with client.ws_connect("/simulator-subscribe") as ws:
+            received: asyncio.Queue[aiohttp.WSMessage] = asyncio.Queue()
+
+            async def read() -> None:  # a reading client answers pings (aiohttp does it in receive)
+                while not ws.closed:
+                    await received.put(await ws.receive())
+
+            reader = asyncio.create_task(read())
+            try:
+                assert (await asyncio.wait_for(received.get(), 5)).type == aiohttp.WSMsgType.TEXT
+                await asyncio.sleep(2.0)  # several heartbeats
+                assert len(hub) == 1, "the silent peer should be gone and the answering one kept"
+                result = await (await client.post("/run-simulation")).json()
+                pushed = await asyncio.wait_for(received.get(), 5)
+                assert json.loads(pushed.data) == result
+            finally:
+                reader.cancel()
+    finally:
+        silent.close()
+
+
 async def test_protocol_rules(client: Client) -> None:
     async with client.ws_connect("/simulator-subscribe") as ws:
         await next_json(ws)
