@@ -27,10 +27,18 @@ def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     return text.partition(": ")[2] if text.startswith(f"{exc.status}: ") else text
 
 
+def _as_json(response: web.StreamResponse) -> web.StreamResponse:
+    """Handlers we don't own (strawberry's view) return plain-text errors; reword them as JSON."""
+    if response.status < 400 or not isinstance(response, web.Response) or response.content_type != "text/plain":
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return error_response(response.status, response.text or response.reason, headers)
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        return _as_json(await handler(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

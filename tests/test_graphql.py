@@ -91,6 +91,25 @@ async def test_bad_queries_are_graphql_errors(client: Client, query: str, messag
     assert message in body["errors"][0]["message"], body
 
 
+@pytest.mark.parametrize(
+    ("method", "body", "content_type", "status", "message"),
+    [
+        ("POST", b"hello", "text/plain", 400, "Unsupported content type"),
+        ("POST", b"{bad", "application/json", 400, "Unable to parse request body as JSON"),
+        ("POST", b"[]", "application/json", 400, "Batching is not enabled"),
+        ("POST", b'{"query": 5}', "application/json", 400, "must be a string"),
+        ("PUT", b"x", "text/plain", 405, "only supports GET and POST"),
+    ],
+)
+async def test_malformed_graphql_requests_get_json_errors(
+    client: Client, method: str, body: bytes, content_type: str, status: int, message: str
+) -> None:
+    resp = await client.request(method, "/graphql", data=body, headers={"Content-Type": content_type})
+    assert resp.status == status
+    assert resp.content_type == "application/json"
+    assert message in (await resp.json())["error"]
+
+
 async def test_failed_simulation_is_reported_not_masked(make_client: ClientFactory) -> None:
     client = await make_client(simulation="tests.sims:fails")
     body = await gql(client, "mutation { runSimulation { id } }")
