@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -64,17 +65,27 @@ async def test_sigterm_closes_websockets_with_1001_and_exits_cleanly(tmp_path: P
         for _ in range(3):
             status, body = await asyncio.to_thread(post, env["PORT"], "/run-simulation")
             assert status == 200, body
+        base = f"http://127.0.0.1:{env['PORT']}"
         async with (
             aiohttp.ClientSession() as session,
-            session.ws_connect(f"http://127.0.0.1:{env['PORT']}/simulator-subscribe") as ws,
+            session.ws_connect(f"{base}/simulator-subscribe") as ws,
+            session.ws_connect(f"{base}/graphql", protocols=["graphql-transport-ws"]) as gql,
         ):
             snapshot = json.loads((await ws.receive(timeout=5)).data)
             assert snapshot["id"] == 3
+            await gql.send_json({"type": "connection_init"})
+            assert (await gql.receive_json(timeout=5))["type"] == "connection_ack"
+            query = {"query": "subscription { simulationResults { id } }"}
+            await gql.send_json({"id": "1", "type": "subscribe", "payload": query})
+            assert (await gql.receive_json(timeout=5))["payload"]["data"] == {"simulationResults": {"id": "3"}}
+            started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            closing = await ws.receive(timeout=10)
-            assert closing.type == aiohttp.WSMsgType.CLOSE
-            assert ws.close_code == 1001
+            for socket in (ws, gql):  # both kinds of websocket are told the server is going away
+                closing = await socket.receive(timeout=10)
+                assert closing.type == aiohttp.WSMsgType.CLOSE
+                assert socket.close_code == 1001
         _, err = await asyncio.to_thread(proc.communicate, timeout=20)
+        assert time.monotonic() - started < 10, "an open websocket held the shutdown"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,12 +6,16 @@ from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
 from ..guards import may_write
-from ..keys import HUB, POWERSIM, SETTINGS
+from ..keys import HUB, POWERSIM, SETTINGS, WEBSOCKETS
 from .schema import Context, schema
 
 
 class PowerSimGraphQLView(GraphQLView[Context, None]):
     async def get_context(self, request: web.Request, response: web.Response | web.WebSocketResponse) -> Context:
+        if isinstance(response, web.WebSocketResponse):
+            # Closed with 1001 at shutdown like /simulator-subscribe; otherwise an open
+            # subscription holds SIGTERM for the whole drain timeout.
+            request.app[WEBSOCKETS].add(response)
         return Context(
             powersim=request.app[POWERSIM],
             hub=request.app[HUB],
