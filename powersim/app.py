@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -46,9 +45,6 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
                     await watcher.subscribed.wait()
             except TimeoutError:
                 raise StartupError(f"could not subscribe to Redis at {settings.redis_url_redacted}") from None
-            # Everything allocated so far (modules, schema, app) lives until exit: keep it out of
-            # the collector's full passes, which otherwise stall the loop during large fan-outs.
-            gc.freeze()
             yield
             await powersim.drain(settings.drain_timeout)
         finally:

@@ -102,7 +102,7 @@ class LatestStore:
         except (RedisError, OSError):
             return False
 
-    async def enable_notifications(self) -> bool:
+    async def enable_notifications(self) -> None:
         """Add the keyspace-event flags the watcher needs, keeping those already set."""
         try:
             current = (await bounded(self.client.config_get("notify-keyspace-events"))).get(
@@ -112,7 +112,6 @@ class LatestStore:
             missing = "".join(f for f in NOTIFY_FLAGS if f not in current and not (f in "$gx" and "A" in current))
             if missing:
                 await bounded(self.client.config_set("notify-keyspace-events", current + missing))
-            return True
         except ResponseError as exc:
             if not self._config_warned:
                 self._config_warned = True
@@ -123,7 +122,6 @@ class LatestStore:
                     exc,
                     NOTIFY_FLAGS,
                 )
-            return False
 
 
 async def bounded(call: Awaitable[T]) -> T:
@@ -166,8 +164,7 @@ async def open_latest_store(url: str, url_for_logs: str) -> AsyncIterator[Latest
                         f"cannot reach Redis at {url_for_logs} after {REDIS_STARTUP_WAIT_S:.0f} s: {exc}"
                     ) from exc
                 await asyncio.sleep(0.25)
-        store = LatestStore(client, url_for_logs)
-        await store.enable_notifications()
-        yield store
+        # Notifications are enabled by the watcher on every (re)connect, before the app serves.
+        yield LatestStore(client, url_for_logs)
     finally:
         await client.aclose()
