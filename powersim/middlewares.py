@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -27,12 +28,16 @@ def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     return text.partition(": ")[2] if text.startswith(f"{exc.status}: ") else text
 
 
+def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """An error's own headers (Allow, Retry-After...), minus those of the body it replaces."""
+    return {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+
+
 def _as_json(response: web.StreamResponse) -> web.StreamResponse:
     """Handlers we don't own (strawberry's view) return plain-text errors; reword them as JSON."""
     if response.status < 400 or not isinstance(response, web.Response) or response.content_type != "text/plain":
         return response
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-    return error_response(response.status, response.text or response.reason, headers)
+    return error_response(response.status, response.text or response.reason, _kept_headers(response.headers))
 
 
 @web.middleware
@@ -42,8 +47,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
-        return error_response(exc.status, _http_message(request, exc), headers)
+        return error_response(exc.status, _http_message(request, exc), _kept_headers(exc.headers))
     except PowerSimError as exc:
         if exc.status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc)

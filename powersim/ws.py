@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from contextlib import suppress
 
@@ -12,8 +11,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from .constants import WS_MAX_FRAME_BYTES, WS_SOCKET_SNDBUF_BYTES, WS_WRITE_BUFFER_BYTES
 from .hub import Subscriber
 from .keys import HUB, SETTINGS, WEBSOCKETS
-
-log = logging.getLogger(__name__)
 
 
 async def simulator_subscribe(request: web.Request) -> web.WebSocketResponse:
