@@ -47,3 +47,27 @@ def dies_once() -> tuple[float, float]:
             pass
         os._exit(3)
     return 0.1, 0.05
+
+
+def very_slow() -> tuple[float, float]:
+    """Longer than any drain timeout a test sets."""
+    time.sleep(30)
+    return 0.3, 0.15
+
+
+def exits() -> tuple[float, float]:
+    raise SystemExit(3)
+
+
+def interrupted() -> tuple[float, float]:
+    raise KeyboardInterrupt
+
+
+def exits_once() -> tuple[float, float]:
+    """The first call in the whole test (marker file from the environment) raises SystemExit."""
+    marker = os.environ["POWERSIM_TEST_MARKER"]
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        raise SystemExit(3)
+    return 0.1, 0.05
