@@ -49,3 +49,77 @@ WATCH_BACKOFF_CAP_S = 5.0
 
 # How long a POST waits for the watcher to see its own write, so a GET right after it agrees.
 READ_YOUR_WRITE_WAIT_S = 1.0
+
+# A stored launch later than Redis's own clock (TIME) by more than this is treated as dated and
+# replaced by the next run, instead of holding back every run until that date. Covers clock
+# skew between the machines that launch runs and Redis; NTP keeps real skew far below it.
+REDIS_CLOCK_ALLOWANCE_S = 5.0
+
+# TCP keepalive on every Redis connection: probe after 10 s idle, every 5 s, give up after 3
+# misses, so the kernel reports a Redis that vanished without a reset within about 25 s.
+REDIS_KEEPALIVE_IDLE_S = 10
+REDIS_KEEPALIVE_INTERVAL_S = 5
+REDIS_KEEPALIVE_PROBES = 3
+
+# The watcher's subscription is idle most of the time, and a connection dropped silently by a
+# NAT or load balancer looks idle too: when nothing has arrived for WATCH_PING_INTERVAL_S, it
+# pings over the subscription and reconnects if no answer comes within WATCH_PING_TIMEOUT_S.
+# A change written to Redis after the subscription died is therefore pushed within about
+# WATCH_PING_INTERVAL_S + WATCH_PING_TIMEOUT_S + a reconnect (about 3 s with these, 6 s at most).
+WATCH_PING_INTERVAL_S = 2.0
+WATCH_PING_TIMEOUT_S = 1.0
+
+# A stored result that Redis refused (timeout, OOM, READONLY after a failover) is written again
+# after 0.1 s, doubling up to 5 s between attempts, until Redis takes it or a newer one replaces it.
+REPUBLISH_BACKOFF_START_S = 0.1
+REPUBLISH_BACKOFF_CAP_S = 5.0
+
+# GraphQL over a websocket gets the budget of an HTTP POST (MAX_BODY_BYTES): whatever may be
+# POSTed may be sent as one `subscribe` message. GraphiQL's introspection query is ~1.5 KiB; a
+# larger frame closes the connection (1009) before it is decoded.
+GQL_WS_MAX_FRAME_BYTES = MAX_BODY_BYTES
+
+# Query text is measured before it is parsed: the parser walks every byte, comments included
+# (which MaxTokensLimiter does not count), so the cap bounds parsing time on every transport.
+# Real queries here are a few hundred bytes; 8 KiB is 5x the introspection query.
+GQL_MAX_QUERY_BYTES = 8 * 1024
+
+# Operations in flight on one GraphQL websocket (strawberry counts queries and mutations too).
+# One live subscription is all a client needs; a few leave room for a page or a run alongside.
+GQL_MAX_OPERATIONS_PER_CONNECTION = 4
+
+# At shutdown, how long one websocket may take to accept our close frame and answer it before
+# its transport is aborted; the whole shutdown is also held to POWERSIM_DRAIN_TIMEOUT.
+WS_CLOSE_TIMEOUT_S = 2.0
+
+# Request paths, methods and header values reach log lines escaped and cut to this length.
+LOG_FIELD_CHARS = 200
+
+# After the drain (runs finished or abandoned, websockets closed), request handlers still
+# running get this long before aiohttp cancels them (and as long again to unwind): they are
+# only writing their answers by then. Must be > 0: aiohttp treats 0 as "wait forever".
+SHUTDOWN_HANDLER_GRACE_S = 0.5
+
+# SQLite waits this long for another writer's lock before a statement fails with "database is
+# locked": a run's commit rides out a backup or a manual query; after that the run is a 503.
+DB_BUSY_TIMEOUT_MS = 5000
+
+# /healthz's database write probe waits less: a probe must answer within a probe's timeout
+# (Kubernetes' default is 1 s), and a lock held longer than this already delays every run.
+DB_PROBE_BUSY_TIMEOUT_MS = 500
+
+# The probe also claims (and frees again) this many pages: a run's insert can split a table page
+# and an index page, each up to the root, so a database with fewer free pages left than this is
+# about to refuse runs, and /healthz says so a little early rather than late.
+DB_PROBE_PAGES = 8
+
+# At shutdown, workers get this long to finish before those still running an abandoned run are
+# terminated (the drain has already waited POWERSIM_DRAIN_TIMEOUT for runs).
+WORKER_STOP_TIMEOUT_S = 1.0
+
+# /healthz's database probe (a small write) runs at most once a second; callers in between share
+# its answer, so a flood of health checks costs the database one write a second.
+DB_PROBE_INTERVAL_S = 1.0
+
+# A simulation's error text goes into the 500 answer and the log: cut it to this many characters.
+MAX_ERROR_CHARS = 500

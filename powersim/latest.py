@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from .constants import (
     LATEST_KEY,
     MAX_VALUE_BYTES,
     NOTIFY_FLAGS,
     REDIS_CALL_TIMEOUT_S,
+    REDIS_CLOCK_ALLOWANCE_S,
+    REDIS_KEEPALIVE_IDLE_S,
+    REDIS_KEEPALIVE_INTERVAL_S,
+    REDIS_KEEPALIVE_PROBES,
     REDIS_STARTUP_WAIT_S,
 )
 from .errors import StartupError
@@ -28,22 +33,77 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Keep the newest launch: skip the write only when the stored value has a well-formed
-# launched_at at least as new as ours. Anything else there (no launched_at, not JSON,
-# oversized, not a string) is replaced. Runs inside Redis, so it is atomic across processes.
+# Keep the newest launch. The stored value holds our write back only when it is a *launch*:
+# a value in powersim's own compact form (exactly what SimulationResult.to_json writes, every
+# field checked: JSON number grammar, finite, id a positive integer or null, a real calendar
+# time), launched at or after ours, and not later than Redis's own clock plus an allowance.
+# Every value of that form is one the watcher accepts (models.parse_result), which a property
+# test checks against real Redis; anything else there (an invalid value, a valid one in another
+# form, a dated one) is replaced. Runs inside Redis, so it is atomic across processes.
+# Returns {1} when written over nothing comparable, {2, t} when written over a value dated
+# beyond the allowance, {0, t} when a launch at t >= ours is kept.
 _PUBLISH = """
+local function json_number(s)
+  local int, rest = s:match('^%-?(%d+)(.*)$')
+  if not int or (#int > 1 and int:sub(1, 1) == '0') then return nil end
+  if rest:sub(1, 1) == '.' then
+    rest = rest:match('^%.%d+(.*)$')
+    if not rest then return nil end
+  end
+  if rest ~= '' and not rest:match('^[eE][%+%-]?%d+$') then return nil end
+  local x = tonumber(s)
+  if x ~= x or x == math.huge or x == -math.huge then return nil end
+  return x
+end
+
+local function epoch_seconds(t)
+  local y, mo, d, h, mi, s, us = t:match('^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)%.(%d%d%d%d%d%d)Z$')
+  if not y then return nil end
+  y, mo, d, h, mi, s = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
+  local leap = (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
+  local days_in = {31, leap and 29 or 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+  if y < 1 or mo < 1 or mo > 12 or d < 1 or d > days_in[mo] or h > 23 or mi > 59 or s > 59 then return nil end
+  -- days from 1970-01-01 (proleptic Gregorian), after H. Hinnant's days_from_civil
+  local yy = mo <= 2 and y - 1 or y
+  local era = math.floor(yy / 400)
+  local yoe = yy - era * 400
+  local doy = math.floor((153 * (mo + (mo > 2 and -3 or 9)) + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + h * 3600 + mi * 60 + s + tonumber(us) / 1e6
+end
+
+-- The launch time of a stored value in our own form, or nil.
+local function launch_of(v)
+  local id, p, q, t = v:match(
+    '^{"id":([^,]*),"active_power":([^,]*),"reactive_power":([^,]*),"launched_at":"([^"]*)"}$')
+  if not id then return nil end
+  if id ~= 'null' and not id:match('^[1-9]%d*$') then return nil end
+  if not json_number(p) or not json_number(q) then return nil end
+  local seconds = epoch_seconds(t)
+  if not seconds then return nil end
+  return t, seconds
+end
+
 if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('STRLEN', KEYS[1]) <= tonumber(ARGV[3]) then
-  local ok, obj = pcall(cjson.decode, redis.call('GET', KEYS[1]))
-  if ok and type(obj) == 'table' then
-    local t = obj['launched_at']
-    if type(t) == 'string' and t:match('^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%d%d%dZ$') and t >= ARGV[2] then
-      return 0
+  local t, seconds = launch_of(redis.call('GET', KEYS[1]))
+  if t then
+    local now = redis.call('TIME')
+    if seconds > tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[4]) then
+      redis.call('SET', KEYS[1], ARGV[1])
+      return {2, t}
+    end
+    if t >= ARGV[2] then
+      return {0, t}
     end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
-return 1
+return {1}
 """
+
+# Only the check, for tests that hold it against the watcher's validation: 1, or nil.
+LAUNCH_CHECK = _PUBLISH[: _PUBLISH.index("if redis.call('TYPE'")] + "return launch_of(ARGV[1])\n"
 
 # Read at most MAX_VALUE_BYTES + 1 bytes, so an outside writer's huge value is never read whole.
 _READ = """
@@ -69,19 +129,31 @@ class LatestStore:
         self._config_warned = False
 
     async def publish(self, result: SimulationResult) -> bool:
-        """Write `result` unless a more recently launched one is there; True if written."""
+        """Write `result` unless a launch at least as recent is there; True if written."""
         assert result.launched_at is not None
-        written = await bounded(
-            self._publish(keys=[LATEST_KEY], args=[result.to_json(), format_time(result.launched_at), MAX_VALUE_BYTES])
+        ours = format_time(result.launched_at)
+        answer: list[Any] = await bounded(
+            self._publish(keys=[LATEST_KEY], args=[result.to_json(), ours, MAX_VALUE_BYTES, REDIS_CLOCK_ALLOWANCE_S])
         )
-        return bool(written)
+        outcome, stored = int(answer[0]), _text(answer[1]) if len(answer) > 1 else None
+        if outcome == 0:
+            log.debug("run %s (launched %s) not written: %s holds a launch of %s", result.id, ours, LATEST_KEY, stored)
+        elif outcome == 2:
+            log.info(
+                "run %s replaced a value in %s dated %s, more than %g s ahead of Redis's clock",
+                result.id,
+                LATEST_KEY,
+                stored,
+                REDIS_CLOCK_ALLOWANCE_S,
+            )
+        return outcome != 0
 
     async def restore_if_missing(self, result: SimulationResult) -> bool:
-        return bool(await bounded(self.client.set(LATEST_KEY, result.to_json(), nx=True)))
+        return bool(await bounded(cast(Awaitable[bool | None], self.client.set(LATEST_KEY, result.to_json(), nx=True))))
 
     async def read_raw(self) -> bytes:
         """The stored value, cut at MAX_VALUE_BYTES + 1 bytes; ValueMissing if there is none."""
-        value = await bounded(self._read(keys=[LATEST_KEY], args=[MAX_VALUE_BYTES]))
+        value: bytes | list[Any] | None = await bounded(self._read(keys=[LATEST_KEY], args=[MAX_VALUE_BYTES]))
         if value is None:
             raise ValueMissing
         if isinstance(value, list):
@@ -98,7 +170,7 @@ class LatestStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await bounded(self.client.ping()))
+            return bool(await bounded(cast(Awaitable[bool], self.client.ping())))
         except (RedisError, OSError):
             return False
 
@@ -138,13 +210,37 @@ async def bounded(call: Awaitable[T]) -> T:
         raise RedisTimeoutError(f"no answer from Redis within {REDIS_CALL_TIMEOUT_S} s") from None
 
 
+# The per-socket keepalive knobs are Linux names; elsewhere the system defaults apply.
+REDIS_KEEPALIVE = {
+    getattr(socket, name): value
+    for name, value in (
+        ("TCP_KEEPIDLE", REDIS_KEEPALIVE_IDLE_S),
+        ("TCP_KEEPINTVL", REDIS_KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", REDIS_KEEPALIVE_PROBES),
+    )
+    if hasattr(socket, name)
+}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def make_client(url: str) -> aioredis.Redis:
     # Fail fast rather than hold a request for seconds: a run must succeed while Redis is down.
+    # TCP keepalive: the kernel also notices a peer that vanished without a reset (the watcher
+    # finds a dead subscription sooner, by pinging it; see watcher.py). Unix sockets have none.
+    tcp: dict[str, Any] = (
+        {} if url.startswith("unix:") else {"socket_keepalive": True, "socket_keepalive_options": REDIS_KEEPALIVE}
+    )
     return aioredis.Redis.from_url(
         url,
         socket_connect_timeout=REDIS_CALL_TIMEOUT_S,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        # No retries inside redis-py: a failed call fails fast, and the watcher reconnects and
+        # resynchronizes itself (a PubSub that redis-py silently reconnected would skip that).
+        retry=Retry(NoBackoff(), 0),
         health_check_interval=15,
+        **tcp,
     )
 
 
@@ -156,7 +252,7 @@ async def open_latest_store(url: str, url_for_logs: str) -> AsyncIterator[Latest
         deadline = asyncio.get_running_loop().time() + REDIS_STARTUP_WAIT_S
         while True:
             try:
-                await bounded(client.ping())
+                await bounded(cast(Awaitable[bool], client.ping()))
                 break
             except (RedisError, OSError) as exc:
                 if asyncio.get_running_loop().time() >= deadline:

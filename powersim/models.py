@@ -10,8 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from .constants import MAX_VALUE_BYTES
-
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+from .jsonin import JSONTooDeep, loads
 
 
 class InvalidResult(ValueError):
@@ -58,24 +57,37 @@ def dumps(obj: Any) -> str:
 
 
 def format_time(moment: datetime) -> str:
-    """Fixed-width UTC ISO 8601 with microseconds: sorts as text, which the Redis script relies on."""
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+    """Fixed-width UTC ISO 8601 with microseconds: sorts as text, which the Redis script relies on.
+
+    Written out field by field: strftime's %Y does not pad years before 1000 on glibc.
+    """
+    m = moment.astimezone(UTC)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}Z"
 
 
 def parse_time(text: str) -> datetime:
+    """An ISO 8601 time with a zone, in UTC; ValueError for anything else, out-of-range included."""
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError("it has no time zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is a year-0 instant in UTC
+        raise ValueError("it lies outside the years 1 to 9999 in UTC") from None
 
 
 def parse_result(raw: bytes | str) -> SimulationResult:
-    """Validate a value read from Redis (ours or an outside writer's) into a result."""
+    """Validate a value read from Redis (ours or an outside writer's) into a result.
+
+    Total over its input: every value, however hostile, is a result or an InvalidResult.
+    """
     if len(raw) > MAX_VALUE_BYTES:
         raise InvalidResult(f"value is larger than {MAX_VALUE_BYTES} bytes")
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = loads(raw, parse_constant=_reject_constant)
+    except JSONTooDeep as exc:  # 4 KiB of brackets would nest deeper than the parser's stack
+        raise InvalidResult(exc.msg) from None
+    except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidResult(f"not JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise InvalidResult(f"not a JSON object but {type(obj).__name__}")
@@ -87,6 +99,20 @@ def parse_result(raw: bytes | str) -> SimulationResult:
     )
 
 
+def _describe(value: Any) -> str:
+    """A short, escaped description for the log line: containers by type only, since the repr
+    of a deeply nested one would itself overflow the stack."""
+    if value is None or isinstance(value, bool | int | float | str):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:40] + "..."
+    return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+
+
+def _cut(text: str) -> str:
+    """The parser's messages quote the whole value: keep the log line short."""
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
@@ -96,7 +122,7 @@ def _finite(obj: dict[str, Any], key: str) -> float:
         raise InvalidResult(f"{key} is missing")
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidResult(f"{key} is not a number: {value!r:.40}")
+        raise InvalidResult(f"{key} is not a number: {_describe(value)}")
     try:
         number = float(value)
     except OverflowError:
@@ -110,7 +136,7 @@ def _optional_id(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidResult(f"id is not a positive integer: {value!r:.40}")
+        raise InvalidResult(f"id is not a positive integer: {_describe(value)}")
     return value
 
 
@@ -118,8 +144,8 @@ def _optional_time(value: Any) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidResult(f"launched_at is not a string: {value!r:.40}")
+        raise InvalidResult(f"launched_at is not a string: {_describe(value)}")
     try:
         return parse_time(value)
     except ValueError as exc:
-        raise InvalidResult(f"launched_at is not an ISO 8601 time ({exc})") from None
+        raise InvalidResult(f"launched_at is not an ISO 8601 time ({_cut(str(exc))})") from None

@@ -8,13 +8,19 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from .constants import LATEST_KEY, MAX_PAGE, READ_YOUR_WRITE_WAIT_S
+from .constants import (
+    LATEST_KEY,
+    MAX_PAGE,
+    READ_YOUR_WRITE_WAIT_S,
+)
 from .errors import BadRequest, Overloaded, SimulationFailed, Unavailable
 from .latest import LatestStore
+from .logs import loggable
 from .models import InvalidResult, SimulationResult
 from .pool import SimulationPool
+from .republish import Republisher
 from .storage import Storage
 from .watcher import Watcher
 
@@ -54,6 +60,11 @@ class Health:
         return self.database and self.workers > 0
 
 
+def _log_orphan_failure(exc: BaseException | None) -> None:
+    """A failed run nobody waits for any more: nobody else would report it."""
+    log.error("a run whose client had gone away failed: %s", loggable(str(exc) or type(exc).__name__, 2000))
+
+
 class PowerSim:
     """Runs, stores and publishes simulations; answers questions about them."""
 
@@ -66,8 +77,9 @@ class PowerSim:
         self.watcher = watcher
         self.max_pending = max_pending
         self.draining = False
-        # A stored result whose Redis write failed; written when Redis is back.
-        self._unpublished: SimulationResult | None = None
+        self.republisher = Republisher(store)
+        # Runs whose request went away before the run finished: a failure is logged here.
+        self._orphans: set[asyncio.Task[SimulationResult]] = set()
         # Runs queued or running. Owned here, not by the request: a client that goes away, or a
         # handler cancelled at shutdown, must not lose a run that has started.
         self._runs: set[asyncio.Task[SimulationResult]] = set()
@@ -81,14 +93,31 @@ class PowerSim:
         task = asyncio.create_task(self._run_and_record())
         self._runs.add(task)
         task.add_done_callback(self._run_done)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                # The drain abandoned the run at the shutdown deadline; this request was not
+                # cancelled, so it gets an answer instead of a dropped connection.
+                raise Unavailable("the server shut down before this run finished") from None
+            if not task.done():
+                self._orphans.add(task)
+            elif not task.cancelled() and task.exception() is not None:  # failed as we were cancelled
+                _log_orphan_failure(task.exception())
+            raise
 
     def _run_done(self, task: asyncio.Task[SimulationResult]) -> None:
         self._runs.discard(task)
-        if not task.cancelled():
-            # Mark a failure as seen: when the request that started the run has gone away,
-            # nobody else awaits it (the failure is logged by the error middleware otherwise).
-            task.exception()
+        orphaned = task in self._orphans
+        self._orphans.discard(task)
+        if task.cancelled():
+            return
+        # Always retrieve a failure; when the request that started the run has gone away,
+        # nobody else will see it, so it is logged here (otherwise the error middleware does).
+        exc = task.exception()
+        if exc is not None and orphaned:
+            _log_orphan_failure(exc)
 
     async def drain(self, grace_s: float) -> None:
         """At shutdown: stop taking runs and let those in flight finish, store and publish."""
@@ -113,43 +142,43 @@ class PowerSim:
         return result
 
     async def _publish(self, result: SimulationResult) -> None:
-        loop = asyncio.get_running_loop()
         try:
             written = await self.store.publish(result)
         except RedisError as exc:
-            log.warning("run %d is stored but Redis is unreachable (%s); it is published on reconnect", result.id, exc)
-            self._keep_unpublished(result)
+            log.warning("run %d is stored but Redis refused the write (%s); retrying it", result.id, exc)
+            self.republisher.hold(result)
             return
+        self.republisher.superseded_by(result)
         if not written:
             return  # a more recently launched result is there; the watcher has it or will
         # The watcher, not this request, pushes to subscribers. Wait until it has seen our write,
         # so that a GET right after this response agrees: either it holds our result, or it read
         # the key after our write (someone else's newer value may have replaced ours by then).
-        written_at = loop.time()
         watcher = self.watcher
+        mark = watcher.reads_started
         try:
             async with asyncio.timeout(READ_YOUR_WRITE_WAIT_S):
-                await watcher.wait_until(lambda: watcher.current == result or watcher.last_read_started >= written_at)
+                await watcher.wait_for_read_after(mark, lambda: watcher.current == result)
         except TimeoutError:
             log.debug("no keyspace notification for run %d within %.1f s", result.id, READ_YOUR_WRITE_WAIT_S)
 
-    def _keep_unpublished(self, result: SimulationResult) -> None:
-        kept = self._unpublished
-        if kept is None or (kept.launched_at and result.launched_at and result.launched_at > kept.launched_at):
-            self._unpublished = result
-
     async def sync_redis(self) -> None:
-        """On every (re)connect: restore a missing key from SQLite, write what a failure held back."""
+        """On every (re)connect: restore a missing key from SQLite, write what a failure held back.
+
+        Write failures (OOM, READONLY) are logged and left to the retry loop: they must not stop
+        the watcher from resubscribing, since reads and notifications still work.
+        """
         newest = await self.storage.newest_launched()
-        if newest is not None and await self.store.restore_if_missing(newest):
-            log.info("%s was missing; restored run %d from the database", LATEST_KEY, newest.id)
-        pending, self._unpublished = self._unpublished, None
-        if pending is not None:
+        if newest is not None:
             try:
-                await self.store.publish(pending)
-            except RedisError:
-                self._keep_unpublished(pending)
-                raise
+                if await self.store.restore_if_missing(newest):
+                    log.info("%s was missing; restored run %d from the database", LATEST_KEY, newest.id)
+            except ResponseError as exc:
+                log.warning("could not restore %s from the database: %s", LATEST_KEY, loggable(str(exc)))
+        await self.republisher.flush()
+
+    async def close(self) -> None:
+        await self.republisher.close()
 
     async def latest(self) -> SimulationResult | None:
         """The watcher's copy; before it has loaded, Redis; with Redis down too, the database."""
@@ -177,4 +206,6 @@ class PowerSim:
 
     async def health(self) -> Health:
         database, redis = await asyncio.gather(self.storage.check(), self.store.ping())
-        return Health(redis=redis, database=database, workers=self.pool.ready)
+        # Redis is "ok" only while the watcher is subscribed too: a ping on another connection
+        # says nothing about a subscription that died silently.
+        return Health(redis=redis and self.watcher.subscribed.is_set(), database=database, workers=self.pool.ready)

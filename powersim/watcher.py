@@ -9,15 +9,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from .constants import LATEST_KEY, WATCH_BACKOFF_CAP_S, WATCH_BACKOFF_START_S
+from .constants import (
+    LATEST_KEY,
+    WATCH_BACKOFF_CAP_S,
+    WATCH_BACKOFF_START_S,
+    WATCH_PING_INTERVAL_S,
+    WATCH_PING_TIMEOUT_S,
+)
 from .hub import Hub
-from .latest import LatestStore, ValueMissing
+from .latest import LatestStore, ValueMissing, bounded
 from .models import InvalidResult, SimulationResult, parse_result
 
 log = logging.getLogger(__name__)
+
+# Our own PING payload: redis-py swallows the answers to its health-check pings, not this one.
+_PING = "powersim-watcher"
 
 
 class Watcher:
@@ -33,12 +45,16 @@ class Watcher:
         self.on_connect: Callable[[], Awaitable[None]] | None = None
         self.subscribed = asyncio.Event()  # set while subscribed and resynchronized
         self.reads = 0  # completed reads of the key
-        self.last_read_started = 0.0  # loop time at which the latest completed read was issued
+        # Read sequence numbers, not clock times: uvloop's clock ticks in milliseconds, so a read
+        # issued in the same millisecond as a write may have been issued before it.
+        self.reads_started = 0
+        self.last_read_done = 0  # sequence number of the newest completed read
         self._read_done = asyncio.Condition()
 
     async def refresh(self) -> None:
         """Read the key, validate it, and publish it if it differs from the current result."""
-        started = asyncio.get_running_loop().time()
+        self.reads_started += 1
+        number = self.reads_started
         try:
             raw = await self.store.read_raw()
             self._accept(parse_result(raw))
@@ -50,7 +66,7 @@ class Watcher:
         self.loaded = True
         async with self._read_done:
             self.reads += 1
-            self.last_read_started = max(self.last_read_started, started)
+            self.last_read_done = max(self.last_read_done, number)
             self._read_done.notify_all()
 
     def _accept(self, result: SimulationResult) -> None:
@@ -63,35 +79,77 @@ class Watcher:
         async with self._read_done:
             await self._read_done.wait_for(predicate)
 
+    async def wait_for_read_after(self, mark: int, done: Callable[[], bool] = lambda: False) -> None:
+        """Wait for a read issued after `mark` (a `reads_started` taken earlier), or `done`."""
+        await self.wait_until(lambda: self.last_read_done > mark or done())
+
     async def run(self) -> None:
         """Subscribe, resync, follow events; on any Redis failure back off and do it again."""
         backoff = WATCH_BACKOFF_START_S
         while True:
             try:
                 async with self.store.client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await bounded(self._subscribe(pubsub))
                     await self._resync()
                     backoff = WATCH_BACKOFF_START_S
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            await self.refresh()
+                    await self._follow(pubsub)
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
             except Exception:  # the top of a background loop: log, back off, keep watching
+                self.subscribed.clear()
                 log.exception("watcher failed; restarting it")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, WATCH_BACKOFF_CAP_S)
 
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe and wait for Redis to confirm: only then can no later write be missed."""
+        await pubsub.subscribe(self.channel)
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is not None and message["type"] == "subscribe":
+                return
+
+    async def _follow(self, pubsub: PubSub) -> None:
+        """Read events with a deadline; ping a quiet subscription and give up on a silent one.
+
+        A connection that a NAT or load balancer dropped without a reset never delivers another
+        byte, and a plain blocking read would wait on it forever.
+        """
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        answer_due: float | None = None
+        while True:
+            wait = (answer_due if answer_due is not None else heard + WATCH_PING_INTERVAL_S) - loop.time()
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=max(wait, 0.0))
+            now = loop.time()
+            if message is None and answer_due is not None and now >= answer_due:
+                # A loop that stalled past the deadline may not have read an answer already here.
+                message = await pubsub.get_message(timeout=0.01)
+            if message is not None:
+                heard, answer_due = now, None
+                if message["type"] == "message":
+                    await self.refresh()
+                elif message["type"] == "subscribe":  # redis-py renewed it on a new connection
+                    raise RedisConnectionError("the subscription was renewed; resynchronizing")
+            elif answer_due is not None and now >= answer_due:
+                # The path to Redis is likely dead for the idle pooled connections too: drop
+                # them, so that the resync does not wait out a call timeout on one of them.
+                await self.store.client.connection_pool.disconnect(inuse_connections=False)
+                raise RedisConnectionError(f"the subscription did not answer a ping within {WATCH_PING_TIMEOUT_S} s")
+            elif answer_due is None and now - heard >= WATCH_PING_INTERVAL_S:
+                await bounded(pubsub.ping(_PING))
+                answer_due = now + WATCH_PING_TIMEOUT_S
+
     async def _resync(self) -> None:
         # Subscribed first, then read: nothing written in between can be missed.
-        if not self.redis_up:
-            self.redis_up = True
-            log.warning("Redis at %s is reachable again; resynchronizing", self.store.url_for_logs)
         await self.store.enable_notifications()
         if self.on_connect is not None:
             await self.on_connect()
         await self.refresh()
         self.subscribed.set()
+        if not self.redis_up:
+            self.redis_up = True
+            log.warning("Redis at %s is reachable again; resynchronized", self.store.url_for_logs)
 
     def _went_down(self, exc: BaseException) -> None:
         self.subscribed.clear()

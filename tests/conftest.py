@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from aiohttp.test_utils import TestClient
 
 from powersim.app import create_app
@@ -16,7 +18,19 @@ from powersim.settings import Settings
 
 from .redis_server import RedisServer
 
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+# Live-update tests run on both loops: uvloop is production's default, and its clock ticks in
+# milliseconds (the read-your-write rule once relied on finer ticks), the standard one is
+# what a user gets with POWERSIM_EVENT_LOOP=asyncio.
+BOTH_LOOPS: dict[str, LoopFactory] = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+STANDARD_LOOP: dict[str, LoopFactory] = {"asyncio": asyncio.new_event_loop}
+BOTH_LOOP_MODULES = {"test_live.py", "test_watcher.py"}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, LoopFactory]:
+    return BOTH_LOOPS if item.path.name in BOTH_LOOP_MODULES else STANDARD_LOOP
 
 
 @pytest.fixture(scope="session")

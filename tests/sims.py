@@ -71,3 +71,9 @@ def exits_once() -> tuple[float, float]:
             pass
         raise SystemExit(3)
     return 0.1, 0.05
+
+
+def fails_slowly() -> tuple[float, float]:
+    """Fails after the client had time to give up waiting."""
+    time.sleep(1.0)
+    raise RuntimeError("power flow did not converge after 10 iterations")

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,24 @@ async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.
     pytest.fail(f"unexpected message {msg}")
 
 
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for an in-process condition that has no event to await; fail after `within` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"condition not met within {within} s")
+
+
 async def write(client: Client, redis_client: aioredis.Redis, raw: str | bytes) -> None:
     """SET the key from outside, then wait for the watcher to read it (it coalesces fast writes)."""
     watcher = client.app[POWERSIM].watcher
-    reads = watcher.reads
+    mark = watcher.reads_started  # a read already in flight now does not count
     await redis_client.set(LATEST_KEY, raw)
     async with asyncio.timeout(5):
-        await watcher.wait_until(lambda: watcher.reads > reads)
+        await watcher.wait_for_read_after(mark)
 
 
 def value(p: float, q: float = 0.5, **extra: Any) -> str:
@@ -130,6 +142,69 @@ async def test_bad_outside_values_are_rejected_and_pushes_continue(
     assert all(r.levelno == logging.WARNING for r in rejected)
 
 
+HOSTILE_VALUES = [
+    pytest.param(b"[" * 1500 + b"]" * 1500, "nested too deeply", id="nested 1500 deep"),
+    pytest.param(
+        b'{"active_power": 1, "reactive_power": 2, "x": ' + b"[" * 1500 + b"]" * 1500 + b"}",
+        "nested too deeply",
+        id="a deep extra key",
+    ),
+    pytest.param(
+        b'{"active_power": 1, "reactive_power": 2, "launched_at": "0001-01-01T00:00:00+01:00"}',
+        "outside the years 1 to 9999",
+        id="year 0 in UTC",
+    ),
+    pytest.param(
+        b'{"active_power": 1, "reactive_power": 2, "launched_at": "' + b"\\u001b[31m" * 400 + b'"}',
+        "launched_at is not an ISO 8601 time",
+        id="a long launched_at",
+    ),
+    pytest.param(
+        b'{"active_power": ' + b"[" * 10 + b"]" * 10 + b', "reactive_power": 2}',
+        "active_power is not a number: a JSON array",
+        id="nested power",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), HOSTILE_VALUES)
+async def test_a_hostile_value_is_one_warning_line_and_pushes_go_on(
+    client: Client, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture, raw: bytes, reason: str
+) -> None:
+    caplog.set_level(logging.WARNING)
+    assert len(raw) <= MAX_VALUE_BYTES
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        await write(client, redis_client, raw)
+        await write(client, redis_client, value(5.0))
+        assert (await next_json(ws))["active_power"] == 5.0
+    assert (await (await client.get("/healthz")).json())["status"] == "ok"
+    assert [r.levelno for r in caplog.records] == [logging.WARNING], caplog.text
+    line = caplog.records[0].getMessage()
+    assert line.startswith("rejected the value written to powersim:latest: ")
+    assert reason in line
+    assert "\n" not in line
+    assert len(line) < 200
+
+
+@pytest.mark.parametrize(("raw", "reason"), HOSTILE_VALUES)
+async def test_the_server_starts_with_a_hostile_value_in_redis(
+    make_client: ClientFactory, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture, raw: bytes, reason: str
+) -> None:
+    await redis_client.set(LATEST_KEY, raw)
+    caplog.set_level(logging.WARNING)
+    client = await make_client()
+    await expect_json_status(client, "/active-power", 404)
+    assert (await (await client.get("/healthz")).json())["status"] == "ok"
+    assert sum(reason in r.getMessage() for r in caplog.records) == 1
+
+
+async def expect_json_status(client: Client, path: str, status: int) -> None:
+    resp = await client.get(path)
+    assert resp.status == status
+    assert "error" in await resp.json()
+
+
 async def test_the_same_result_is_not_sent_twice_in_a_row(client: Client, redis_client: aioredis.Redis) -> None:
     async with client.ws_connect("/simulator-subscribe") as ws:
         await next_json(ws)
@@ -146,10 +221,10 @@ async def test_deleting_the_key_keeps_the_last_result(client: Client, redis_clie
         await redis_client.set(LATEST_KEY, value(3.0))
         assert (await next_json(ws))["active_power"] == 3.0
         watcher = client.app[POWERSIM].watcher
-        reads = watcher.reads
+        mark = watcher.reads_started
         await redis_client.delete(LATEST_KEY)
         async with asyncio.timeout(5):
-            await watcher.wait_until(lambda: watcher.reads > reads)
+            await watcher.wait_for_read_after(mark)
         await assert_silent(ws)
         assert (await (await client.get("/active-power")).json())["active_power"] == 3.0
 
@@ -215,11 +290,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped(make_client: ClientFac
     hub = client.app[HUB]
     silent = stuck_websocket(client.port)  # a raw socket: it never sends the pong
     try:
-        for _ in range(50):
-            if len(hub) == 1:
-                break
-            await asyncio.sleep(0.02)
-        assert len(hub) == 1
+        await eventually(lambda: len(hub) == 1)  # the silent peer has subscribed
         async with client.ws_connect("/simulator-subscribe") as ws:
             received: asyncio.Queue[aiohttp.WSMessage] = asyncio.Queue()
 
@@ -230,8 +301,9 @@ async def test_a_peer_that_never_answers_pings_is_dropped(make_client: ClientFac
             reader = asyncio.create_task(read())
             try:
                 assert (await asyncio.wait_for(received.get(), 5)).type == aiohttp.WSMsgType.TEXT
-                await asyncio.sleep(2.0)  # several heartbeats
-                assert len(hub) == 1, "the silent peer should be gone and the answering one kept"
+                assert len(hub) == 2
+                await eventually(lambda: len(hub) == 1)  # the silent peer is dropped...
+                assert not ws.closed  # ...and the answering one is kept
                 result = await (await client.post("/run-simulation")).json()
                 pushed = await asyncio.wait_for(received.get(), 5)
                 assert json.loads(pushed.data) == result

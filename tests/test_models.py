@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from powersim.constants import MAX_VALUE_BYTES
-from powersim.models import InvalidResult, SimulationResult, parse_result
+from powersim.jsonin import MAX_JSON_DEPTH
+from powersim.models import InvalidResult, SimulationResult, format_time, parse_result
 
 
 def test_minimal_outside_value() -> None:
@@ -65,3 +70,157 @@ def test_integers_and_offsets_are_normalized() -> None:
 def test_rejected_values(raw: bytes, reason: str) -> None:
     with pytest.raises(InvalidResult, match=reason):
         parse_result(raw)
+
+
+# --- property tests: an oracle built from how each value was generated, not from the parser --
+
+INVALID = object()  # the verdict for a field value the contract rejects
+DEEP = 1500  # nesting well past the JSON parser's stack, still under the 4096-byte cap as [[...]]
+
+
+def _time_case(moment: datetime, offset_minutes: int, naive: bool) -> tuple[str, object]:
+    """An ISO 8601 text and what the contract makes of it: its UTC instant, or INVALID."""
+    if naive:
+        return moment.isoformat(), INVALID  # no time zone
+    zone = timezone(timedelta(minutes=offset_minutes))
+    text = moment.replace(tzinfo=zone).isoformat()
+    try:  # the instant in UTC must itself be a representable date (years 1 to 9999)
+        utc = moment - timedelta(minutes=offset_minutes)
+    except OverflowError:
+        return text, INVALID
+    return text, utc.replace(tzinfo=UTC)
+
+
+TIME_CASES = st.one_of(
+    st.builds(_time_case, st.datetimes(), st.integers(-23 * 60, 23 * 60), st.booleans()),
+    st.sampled_from(
+        [
+            ("0001-01-01T00:00:00+01:00", INVALID),  # before year 1 in UTC
+            ("9999-12-31T23:59:59-01:00", INVALID),  # after year 9999 in UTC
+            ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+            ("2026-11-24T10:00:00Z", datetime(2026, 11, 24, 10, tzinfo=UTC)),
+            ("noon", INVALID),
+            ("", INVALID),
+            ("2026-11-24", INVALID),
+            ("2026-02-30T00:00:00Z", INVALID),
+        ]
+    ),
+)
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(), st.text(max_size=8))
+ANY_JSON = st.recursive(
+    LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+)
+
+
+def _power_case(value: Any) -> tuple[Any, object]:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value, INVALID
+    if isinstance(value, float) and not math.isfinite(value):
+        return value, INVALID
+    if isinstance(value, int) and abs(value) > 10**308:  # no float holds it
+        return value, INVALID
+    return value, float(value)
+
+
+POWER_CASES = st.one_of(st.floats(), st.integers(-(10**20), 10**20), st.integers(10**309, 10**320), ANY_JSON).map(
+    _power_case
+)
+ID_CASES = st.one_of(st.none(), st.integers(-3, 10**30), ANY_JSON).map(
+    lambda v: (v, v if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) else INVALID)
+)
+MISSING = object()
+
+
+def _nest(value: Any, depth: int, as_object: bool) -> Any:
+    for _ in range(depth):
+        value = {"a": value} if as_object else [value]
+    return value
+
+
+def _has_non_finite(value: Any) -> bool:
+    """NaN and Infinity are not JSON; json.dumps writes them anyway, and they must be refused.
+    Iterative: the documents may be nested deeper than the interpreter's stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> tuple[Any, dict[str, Any] | None]:
+    """A JSON document and the result the contract makes of it (None: rejected)."""
+    fields: dict[str, Any] = {}
+    verdicts: dict[str, object] = {}
+    for key, cases, optional in (
+        ("active_power", POWER_CASES, False),
+        ("reactive_power", POWER_CASES, False),
+        ("id", ID_CASES, True),
+        ("launched_at", TIME_CASES, True),
+    ):
+        if draw(st.integers(0, 9)) == 0:  # sometimes missing
+            verdicts[key] = None if optional else INVALID
+            continue
+        fields[key], verdicts[key] = draw(cases)
+    if draw(st.booleans()):
+        fields["extra"] = _nest(draw(ANY_JSON), draw(st.sampled_from([0, 1, 60, 63, 70, DEEP])), draw(st.booleans()))
+    depth = draw(st.sampled_from([0, 0, 0, 1, 200, DEEP]))
+    doc = _nest(fields, depth, draw(st.booleans()))
+    if depth or INVALID in verdicts.values() or _has_non_finite(fields) or _max_depth(fields) > MAX_JSON_DEPTH:
+        return doc, None
+    launched = verdicts["launched_at"]
+    return doc, {
+        "id": verdicts["id"],
+        "active_power": verdicts["active_power"],
+        "reactive_power": verdicts["reactive_power"],
+        "launched_at": format_time(launched) if isinstance(launched, datetime) else None,
+    }
+
+
+def _max_depth(value: Any) -> int:
+    """How deeply lists and dicts nest (an empty one counts as a level), without recursion."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in (item if isinstance(item, list) else item.values()))
+    return deepest
+
+
+@given(case=documents())
+@example(case=(_nest({}, DEEP, False), None))
+@example(case=({"active_power": 1, "reactive_power": 2, "launched_at": "0001-01-01T00:00:00+01:00"}, None))
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+def test_documents_are_judged_as_the_contract_says(case: tuple[Any, dict[str, Any] | None]) -> None:
+    doc, expected = case
+    try:
+        raw = json.dumps(doc).encode()
+    except RecursionError:  # the document is deeper than json.dumps goes: build the text by hand
+        raw = b"[" * DEEP + b"]" * DEEP
+        expected = None
+    if len(raw) > MAX_VALUE_BYTES:
+        expected = None
+    if expected is None:
+        with pytest.raises(InvalidResult):
+            parse_result(raw)
+    else:
+        assert parse_result(raw).to_dict() == expected
+
+
+@given(raw=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))
+@example(raw=b"[" * 1500 + b"]" * 1500)
+@example(raw=b'{"a":' * 800 + b"1" + b"}" * 800)
+@settings(max_examples=500, deadline=None)
+def test_any_bytes_are_a_result_or_an_invalid_result(raw: bytes) -> None:
+    try:
+        result = parse_result(raw)
+    except InvalidResult:
+        return
+    assert parse_result(result.to_json()) == result  # what we accept, we can write and read back
