@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.process
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager, suppress
 
 from . import worker
-from .constants import WORKER_WARMUP_TIMEOUT_S
+from .constants import WORKER_STOP_TIMEOUT_S, WORKER_WARMUP_TIMEOUT_S
 from .errors import SimulationFailed, StartupError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -58,14 +60,33 @@ class SimulationPool:
         """Run the simulation in a worker: (active MW, reactive MVAr, started, finished)."""
         pool = self._pool
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, worker.run)
-        except worker.WorkerError as exc:
-            raise SimulationFailed(f"simulation failed: {exc}") from None
+            future = asyncio.get_running_loop().run_in_executor(pool, worker.run)
         except BrokenProcessPool:
-            self._replace(pool)
-            raise SimulationFailed("the worker process running this simulation died; it is being replaced") from None
+            raise self._died(pool) from None
         except RuntimeError as exc:  # submit after shutdown: the server is stopping
-            raise Unavailable(f"the worker pool is not accepting work: {exc}") from None
+            log.warning("the worker pool refused a run: %s", exc)
+            raise Unavailable("the worker pool is not accepting work; the server is stopping") from None
+        # Wait, then look at the outcome instead of awaiting the future: a BaseException sent back
+        # by a worker (SystemExit...) must not be re-raised here, where it would stop the event loop.
+        try:
+            await asyncio.wait([future])
+        finally:
+            future.cancel()  # only when this run itself was cancelled: drop it if still queued
+        error = future.exception()
+        if error is None:
+            return future.result()
+        if isinstance(error, worker.WorkerError):
+            raise SimulationFailed(f"simulation failed: {error}") from None
+        if isinstance(error, BrokenProcessPool):
+            raise self._died(pool) from None
+        if not isinstance(error, Exception):
+            log.error("a simulation worker sent back %r", error)
+            raise SimulationFailed(f"simulation failed: {type(error).__name__}") from None
+        raise error
+
+    def _died(self, pool: ProcessPoolExecutor) -> SimulationFailed:
+        self._replace(pool)
+        return SimulationFailed("the worker process running this simulation died; it is being replaced")
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if broken is not self._pool:
@@ -89,7 +110,25 @@ class SimulationPool:
             with suppress(asyncio.CancelledError):
                 await self._rewarm
         self._ready = 0
-        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        pool = self._pool
+        # Private, but the only handle on the workers before Python 3.14's terminate_workers().
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)  # idle workers exit at once
+        await asyncio.to_thread(_stop, processes, WORKER_STOP_TIMEOUT_S)
+        await asyncio.to_thread(pool.shutdown, wait=True)
+
+
+def _stop(processes: list[multiprocessing.process.BaseProcess], grace_s: float) -> None:
+    """Give workers `grace_s` to exit, then terminate those still busy with a run the drain
+    abandoned: shutdown would otherwise wait for that run however long it takes."""
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(deadline - time.monotonic(), 0.0))
+    for process in processes:
+        if process.is_alive():
+            log.warning("terminating simulation worker %s: it did not exit within %.0f s", process.pid, grace_s)
+            process.terminate()
+            process.join()
 
 
 @asynccontextmanager

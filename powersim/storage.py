@@ -11,12 +11,14 @@ from pathlib import Path
 
 import aiosqlite
 
+from .constants import DB_BUSY_TIMEOUT_MS, DB_PROBE_BUSY_TIMEOUT_MS, DB_PROBE_INTERVAL_S, DB_PROBE_PAGES
 from .errors import StartupError, Unavailable
 from .models import SimulationResult, format_time, parse_time
 
 log = logging.getLogger(__name__)
 
 # Each entry migrates the schema from version i to i + 1; PRAGMA user_version holds the version.
+# Append only: a database that has run a migration never runs it again.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE simulations (
@@ -28,30 +30,55 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX simulations_launched_at ON simulations (launched_at);
     """,
+    """
+    -- Written by the health check (Storage.check), never read: one row, always there.
+    CREATE TABLE health_probe (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        payload BLOB
+    );
+    INSERT INTO health_probe (id) VALUES (1);
+    """,
 )
 
 _COLUMNS = "id, active_power, reactive_power, launched_at"
 
+# The health check's write: a value DB_PROBE_PAGES pages long needs pages of its own (overflow
+# pages), which SQLite takes from the free list or by growing the file, as a run's insert does
+# when its pages are full; setting it back frees them again for the next check, or for runs.
+_PROBE_CLAIM = "UPDATE health_probe SET payload = zeroblob(? * (SELECT page_size FROM pragma_page_size()))"
+_PROBE_FREE = "UPDATE health_probe SET payload = NULL"
+
 
 class Storage:
-    """The app's one SQLite connection; aiosqlite serializes its calls on one thread."""
+    """The app's one SQLite connection, in autocommit mode, with one transaction at a time.
+
+    aiosqlite runs each call on one thread, but a transaction spans several awaited calls: a
+    statement from another task between BEGIN and COMMIT would join that transaction, and its
+    failure would roll back the other run's row. So every use of the connection holds `_lock`;
+    reads too, so that they never see a row whose COMMIT has yet to succeed.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._lock = asyncio.Lock()
+        self._healthy = True  # the last check's answer, to log changes only
+        self._probe: asyncio.Task[bool] | None = None
+        self._probed_at = 0.0
 
     async def insert_run(
         self, launched_at: datetime, finished_at: datetime, active_power: float, reactive_power: float
     ) -> int:
-        """Store one run and commit it; the id is only returned once the row is durable."""
+        """Store one run in its own transaction; the id is only returned once the row is durable."""
         try:
-            cursor = await self._conn.execute(
-                "INSERT INTO simulations (launched_at, finished_at, active_power, reactive_power) VALUES (?, ?, ?, ?)",
-                (format_time(launched_at), format_time(finished_at), active_power, reactive_power),
-            )
-            await self._conn.commit()
+            async with self._lock, self._transaction():
+                cursor = await self._conn.execute(
+                    "INSERT INTO simulations (launched_at, finished_at, active_power, reactive_power)"
+                    " VALUES (?, ?, ?, ?)",
+                    (format_time(launched_at), format_time(finished_at), active_power, reactive_power),
+                )
         except aiosqlite.Error as exc:
-            await self._rollback()
-            raise Unavailable(f"database error, the run was not stored: {exc}") from exc
+            log.error("storing a run failed: %s", exc)  # the detail stays here, not in the answer
+            raise Unavailable("database error, the run was not stored") from exc
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -72,11 +99,59 @@ class Storage:
         return rows[0] if rows else None
 
     async def check(self) -> bool:
+        """Whether a run could be stored now; one probe per DB_PROBE_INTERVAL_S at most, its answer
+        shared by every caller meanwhile. /healthz is open to anyone, and a flood of probes would
+        otherwise queue with runs for the write lock and grow the WAL."""
+        loop = asyncio.get_running_loop()
+        if self._probe is None or (self._probe.done() and loop.time() - self._probed_at >= DB_PROBE_INTERVAL_S):
+            self._probed_at = loop.time()
+            self._probe = asyncio.create_task(self._write_probe())
+        return await asyncio.shield(self._probe)
+
+    async def close(self) -> None:
+        """Let a probe in progress finish before the connection goes."""
+        if self._probe is not None:
+            await asyncio.gather(self._probe, return_exceptions=True)
+
+    async def _write_probe(self) -> bool:
+        """Whether a run could be stored now: a real write in its own transaction, not `SELECT 1`.
+
+        It fails on a read-only database, a full one (disk, or SQLite's page limit), or one locked
+        by another writer for longer than DB_PROBE_BUSY_TIMEOUT_MS (a probe must answer quickly).
+        """
         try:
-            await self._fetch_raw("SELECT 1", ())
-        except Unavailable:
+            async with self._lock:
+                await self._conn.execute(f"PRAGMA busy_timeout = {DB_PROBE_BUSY_TIMEOUT_MS}")
+                try:
+                    async with self._transaction():
+                        await self._conn.execute(_PROBE_CLAIM, (DB_PROBE_PAGES,))
+                        await self._conn.execute(_PROBE_FREE)
+                finally:
+                    await self._conn.execute(f"PRAGMA busy_timeout = {DB_BUSY_TIMEOUT_MS}")
+        except aiosqlite.Error as exc:
+            if self._healthy:
+                log.warning("database check failed: %s", exc)
+            self._healthy = False
             return False
+        if not self._healthy:
+            log.info("database check passes again")
+        self._healthy = True
         return True
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """With `_lock` held: BEGIN IMMEDIATE (the write lock up front, so no busy upgrade from a
+        read lock mid-way), then COMMIT, or ROLLBACK when anything failed or was cancelled."""
+        committed = False
+        try:
+            # Inside the try: cancelled while BEGIN is queued, the ROLLBACK queues after it.
+            await self._conn.execute("BEGIN IMMEDIATE")
+            yield
+            await self._conn.execute("COMMIT")
+            committed = True
+        finally:
+            if not committed:
+                await self._rollback()
 
     async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[SimulationResult]:
         return [
@@ -86,16 +161,19 @@ class Storage:
 
     async def _fetch_raw(self, sql: str, params: tuple[object, ...]) -> list[aiosqlite.Row]:
         try:
-            async with self._conn.execute(sql, params) as cursor:
+            async with self._lock, self._conn.execute(sql, params) as cursor:
                 return list(await cursor.fetchall())
         except aiosqlite.Error as exc:
-            raise Unavailable(f"database error: {exc}") from exc
+            log.error("database read failed: %s", exc)
+            raise Unavailable("database error") from exc
 
     async def _rollback(self) -> None:
         try:
-            await self._conn.rollback()
-        except aiosqlite.Error:
-            log.exception("rollback failed")
+            await self._conn.execute("ROLLBACK")
+        except aiosqlite.Error as exc:
+            # None open is fine (BEGIN failed, or SQLite ended a failed COMMIT); one left open is not.
+            if self._conn.in_transaction:
+                log.error("rollback failed: %s", exc)
 
 
 @asynccontextmanager
@@ -103,14 +181,19 @@ async def open_storage(path: Path) -> AsyncIterator[Storage]:
     """Open (creating with owner-only permissions) and migrate the database."""
     try:
         await asyncio.to_thread(_create_private, path)
-        conn = await aiosqlite.connect(path)
+        # Autocommit: the driver opens no transaction of its own; Storage's are explicit.
+        conn = await aiosqlite.connect(path, isolation_level=None)
     except (OSError, aiosqlite.Error) as exc:
         raise StartupError(f"cannot open database {path}: {exc}") from exc
     try:
         await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute(f"PRAGMA busy_timeout = {DB_BUSY_TIMEOUT_MS}")
         await migrate(conn)
-        yield Storage(conn)
+        storage = Storage(conn)
+        try:
+            yield storage
+        finally:
+            await storage.close()
     finally:
         await conn.close()
 

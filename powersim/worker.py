@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .constants import WORKER_NICENESS
+from .constants import MAX_ERROR_CHARS, WORKER_NICENESS
 
 # Per-process state of a worker (the only module-level state the style allows).
 _simulation: Callable[[], Any] | None = None
@@ -54,8 +54,8 @@ def init(spec: str, log_level: str) -> None:
     logging.getLogger("pandapower.auxiliary").addFilter(_DropNumbaWarning())
     try:
         _simulation = load(spec)
-    except Exception as exc:  # noqa: BLE001 -- reported by ping() as a start-up error, not a dead pool
-        _load_error = f"cannot load {spec}: {type(exc).__name__}: {exc}"
+    except BaseException as exc:  # noqa: BLE001 -- reported by ping() as a start-up error, not a dead pool
+        _load_error = f"cannot load {spec}: {describe(exc)}"
 
 
 def ping() -> int:
@@ -65,18 +65,34 @@ def ping() -> int:
     return os.getpid()
 
 
+def describe(exc: BaseException) -> str:
+    """`RuntimeError: text`, or just the type's name when the exception carries no text; cut
+    to MAX_ERROR_CHARS, since it becomes a response body and a log line."""
+    try:
+        text = str(exc)
+    except BaseException:  # noqa: BLE001 -- a __str__ is user code too
+        text = ""
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def run() -> tuple[float, float, float, float]:
-    """Run the simulation; return (active MW, reactive MVAr, start, finish) as Unix times."""
+    """Run the simulation; return (active MW, reactive MVAr, start, finish) as Unix times.
+
+    Everything user code raises is a failed run, BaseException included: a SystemExit or
+    KeyboardInterrupt sent back to the server would be re-raised in its event loop and stop it.
+    """
     if _simulation is None:
         raise WorkerError("worker was not initialized")
     started = time.time()
     try:
         outcome = _simulation()
-    except Exception as exc:  # noqa: BLE001 -- user code: anything it raises is a failed run
-        raise WorkerError(f"{type(exc).__name__}: {exc}") from None
+    except BaseException as exc:  # noqa: BLE001 -- user code
+        raise WorkerError(describe(exc)) from None
     finished = time.time()
     try:
         active, reactive = outcome
         return float(active), float(reactive), started, finished
-    except (TypeError, ValueError):
+    except BaseException:  # noqa: BLE001 -- the result's __iter__ and __float__ are user code too
         raise WorkerError(f"simulation returned {outcome!r:.80}, not (active_power, reactive_power)") from None

@@ -11,6 +11,8 @@ import signal
 import sqlite3
 import stat
 import threading
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from powersim.settings import Settings
 
 from .conftest import ClientFactory
 from .processes import post, server_env, start_server, wait_healthy
-from .test_rest import expect_error, rows
+from .test_rest import expect_error, rows, runs_in_flight, wait_until
 
 Client = TestClient[Any, Any]
 API_TOKEN = "api-token-0123456789abcdef"
@@ -38,7 +40,7 @@ READ_TOKEN = "read-token-0123456789abcdef"
 async def test_runs_beyond_max_pending_are_refused_at_once(make_client: ClientFactory, settings: Settings) -> None:
     client = await make_client(simulation="tests.sims:slow", max_pending=2)
     queued = [asyncio.create_task(client.post("/run-simulation")) for _ in range(2)]
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: runs_in_flight(client) == 2, "the two runs were never both in flight")
     loop = asyncio.get_running_loop()
     started = loop.time()
     refused = await client.post("/run-simulation")
@@ -157,14 +159,20 @@ async def test_a_locked_database_is_503_and_nothing_is_published(
 
 
 def test_sigterm_lets_runs_in_flight_finish(tmp_path: Path, redis_url: str) -> None:
-    env = server_env(tmp_path, redis_url, POWERSIM_SIMULATION="tests.sims:slow")
+    marker = tmp_path / "started"
+    env = server_env(
+        tmp_path, redis_url, POWERSIM_SIMULATION="tests.test_rest:slow_and_marked", POWERSIM_TEST_MARKER=str(marker)
+    )
     proc = start_server(env)
     try:
         wait_healthy(proc, env["PORT"])
         answer: dict[str, Any] = {}
         runner = threading.Thread(target=lambda: answer.update(r=post(env["PORT"], "/run-simulation")))
         runner.start()
-        threading.Event().wait(0.5)  # the run is in its worker now (it takes 1.5 s)
+        deadline = time.monotonic() + 20
+        while not marker.exists():  # then the run is in its worker, for 1.5 s
+            assert time.monotonic() < deadline, "the run never reached its worker"
+            time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         runner.join(20)
         _, err = proc.communicate(timeout=20)
@@ -174,7 +182,7 @@ def test_sigterm_lets_runs_in_flight_finish(tmp_path: Path, redis_url: str) -> N
     status, body = answer["r"]
     assert status == 200, body
     assert json.loads(body)["active_power"] == 0.2
-    with sqlite3.connect(tmp_path / "powersim.db") as db:
+    with closing(sqlite3.connect(tmp_path / "powersim.db")) as db:  # `with db` alone never closes it
         assert db.execute("SELECT count(*) FROM simulations").fetchone() == (1,)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

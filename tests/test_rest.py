@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from powersim.constants import LATEST_KEY
+from powersim.constants import LATEST_KEY, REDIS_CLOCK_ALLOWANCE_S
+from powersim.keys import POWERSIM
+from powersim.models import SimulationResult
 from powersim.settings import Settings
 
 from .conftest import ClientFactory
@@ -20,10 +28,44 @@ Client = TestClient[Any, Any]
 
 
 def rows(settings: Settings) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(settings.database_path) as conn:
+    with closing(sqlite3.connect(settings.database_path)) as conn:  # `with conn` alone never closes it
         return conn.execute(
             "SELECT id, launched_at, finished_at, active_power, reactive_power FROM simulations ORDER BY id"
         ).fetchall()
+
+
+async def wait_until(condition: Callable[[], bool], what: str, within_s: float = 10) -> None:
+    """Poll a condition instead of sleeping a guessed time; fail with `what` at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"{what} (waited {within_s} s)")
+        await asyncio.sleep(0.01)
+
+
+def runs_in_flight(client: Client) -> int:
+    return len(client.app[POWERSIM]._runs)
+
+
+# Simulations for the tests below (POWERSIM_SIMULATION=tests.test_rest:...); the marker file's
+# path comes from POWERSIM_TEST_MARKER, which the workers inherit.
+
+
+def slow_and_marked() -> tuple[float, float]:
+    """tests.sims:slow that first creates the marker: the test knows the run is in its worker."""
+    Path(os.environ["POWERSIM_TEST_MARKER"]).touch()
+    time.sleep(1.5)
+    return 0.2, 0.1
+
+
+def pid_or_dies() -> tuple[float, float]:
+    """Its worker's pid as the active power; dies instead (once) while the marker file exists."""
+    marker = Path(os.environ["POWERSIM_TEST_MARKER"])
+    if marker.exists():
+        marker.unlink()
+        os._exit(3)
+    return float(os.getpid()), 0.0
 
 
 async def post_run(client: Client) -> dict[str, Any]:
@@ -132,10 +174,13 @@ async def test_concurrent_runs_keep_the_newest_launch(
 
 
 async def test_a_newer_value_in_redis_is_never_replaced(client: Client, redis_client: aioredis.Redis) -> None:
-    future = {"id": 77, "active_power": 1.0, "reactive_power": 2.0, "launched_at": "2999-01-01T00:00:00.000000Z"}
-    await redis_client.set(LATEST_KEY, json.dumps(future))
+    # Launched after this run, within the clock allowance (a far-future launch is a dated value),
+    # and written as powersim writes it.
+    launched = datetime.now(UTC) + timedelta(seconds=REDIS_CLOCK_ALLOWANCE_S / 2)
+    future = SimulationResult(77, 1.0, 2.0, launched)
+    await redis_client.set(LATEST_KEY, future.to_json())
     await post_run(client)
-    assert json.loads(await redis_client.get(LATEST_KEY)) == future
+    assert await redis_client.get(LATEST_KEY) == future.to_json().encode()
     assert (await (await client.get("/active-power")).json())["id"] == 77
 
 
@@ -204,20 +249,31 @@ async def test_failed_simulation_is_500_and_stores_nothing(
     assert (await (await client.get("/active-power")).json())["active_power"] == 0.3
 
 
-async def test_dead_worker_is_500_then_replaced(make_client: ClientFactory, settings: Settings) -> None:
-    client = await make_client(simulation="tests.sims:dies")
+async def test_a_dead_worker_is_500_and_the_next_run_gets_a_new_worker(
+    make_client: ClientFactory, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "die"
+    monkeypatch.setenv("POWERSIM_TEST_MARKER", str(marker))
+    client = await make_client(simulation="tests.test_rest:pid_or_dies")
+    first = await post_run(client)
+    marker.touch()
     await expect_error(await client.post("/run-simulation"), 500, "worker process running this simulation died")
-    assert rows(settings) == []
-    # The pool was replaced: the next run reaches a fresh worker (which dies again, same answer).
-    await expect_error(await client.post("/run-simulation"), 500, "died")
-    health = await (await client.get("/healthz")).json()
-    assert health["database"] == "ok"
+    assert not marker.exists()  # it was that worker that died
+    later = await post_run(client)
+    assert later["active_power"] != first["active_power"], "the run went to the same worker process"
+    assert [r[0] for r in rows(settings)] == [first["id"], later["id"]]  # the failed run stored nothing
+    await wait_until(lambda: client.app[POWERSIM].pool.ready == 1, "the new pool never reported itself warm")
+    assert (await client.get("/healthz")).status == 200
 
 
-async def test_loop_serves_reads_while_a_slow_run_is_in_a_worker(make_client: ClientFactory) -> None:
-    client = await make_client(simulation="tests.sims:slow")
+async def test_loop_serves_reads_while_a_slow_run_is_in_a_worker(
+    make_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "started"
+    monkeypatch.setenv("POWERSIM_TEST_MARKER", str(marker))
+    client = await make_client(simulation="tests.test_rest:slow_and_marked")
     run = asyncio.create_task(client.post("/run-simulation"))
-    await asyncio.sleep(0.2)  # the run is now in the worker, sleeping for 1.5 s
+    await wait_until(marker.exists, "the run never reached its worker")  # it sleeps there for 1.5 s
     for _ in range(20):
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/active-power")).status == 404
