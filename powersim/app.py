@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import suppress
 
@@ -15,7 +14,7 @@ from .errors import StartupError
 from .gql import setup_graphql
 from .guards import request_guard, websocket_guard
 from .hub import Hub
-from .keys import HUB, POWERSIM, SETTINGS, WATCH_TASK, WEBSOCKETS, WS_GAUGE, Gauge
+from .keys import HUB, POWERSIM, SETTINGS, SHUTDOWN, WATCH_TASK, WEBSOCKETS, WS_GAUGE, Gauge, Shutdown
 from .latest import open_latest_store
 from .middlewares import json_errors
 from .pool import open_pool
@@ -46,28 +45,48 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
             except TimeoutError:
                 raise StartupError(f"could not subscribe to Redis at {settings.redis_url_redacted}") from None
             yield
-            await powersim.drain(settings.drain_timeout)
+            await powersim.drain(drain_left(app))  # normally nothing left: drain_runs did it
         finally:
             app[WATCH_TASK].cancel()
             with suppress(asyncio.CancelledError):
                 await app[WATCH_TASK]
+            await powersim.close()  # its retry of a held-back Redis write, before Redis closes
 
 
-async def stop_taking_runs(app: web.Application) -> None:
-    """First thing on shutdown: a run that arrives now is refused (503) instead of cut short."""
+def drain_left(app: web.Application) -> float:
+    """Seconds left of POWERSIM_DRAIN_TIMEOUT, counted from the start of shutdown."""
+    deadline = app[SHUTDOWN].deadline
+    if deadline is None:
+        return app[SETTINGS].drain_timeout
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+async def begin_shutdown(app: web.Application) -> None:
+    """First thing on shutdown: a run that arrives now is refused (503) instead of cut short,
+    and one clock starts: closing websockets and finishing runs share POWERSIM_DRAIN_TIMEOUT."""
+    app[SHUTDOWN].deadline = asyncio.get_running_loop().time() + app[SETTINGS].drain_timeout
     if POWERSIM in app:
         app[POWERSIM].draining = True
+
+
+async def drain_runs(app: web.Application) -> None:
+    """Last on_shutdown hook: runs in flight may finish (and their requests be answered) within
+    what is left of the drain timeout; aiohttp's own wait for handlers comes after, and is short."""
+    if POWERSIM in app:
+        await app[POWERSIM].drain(drain_left(app))
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[json_errors, request_guard, websocket_guard], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[HUB] = Hub()
-    app[WEBSOCKETS] = weakref.WeakSet()
+    app[WEBSOCKETS] = {}
     app[WS_GAUGE] = Gauge()
+    app[SHUTDOWN] = Shutdown()
     app.cleanup_ctx.append(powersim_ctx)
-    app.on_shutdown.append(stop_taking_runs)
+    app.on_shutdown.append(begin_shutdown)
     app.on_shutdown.append(ws.close_websockets)
+    app.on_shutdown.append(drain_runs)
     rest.setup_routes(app)
     ws.setup_routes(app)
     setup_graphql(app)

@@ -8,10 +8,16 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .errors import PowerSimError
+from .errors import Overloaded, PowerSimError
+from .logs import loggable
 from .models import dumps
 
 log = logging.getLogger(__name__)
+
+
+def describe(request: web.Request) -> str:
+    """`METHOD /path` of a request, for log lines."""
+    return f"{loggable(request.method)} {loggable(request.path)}"
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -49,9 +55,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         return error_response(exc.status, _http_message(request, exc), _kept_headers(exc.headers))
     except PowerSimError as exc:
-        if exc.status >= 500:
-            log.error("%s %s failed: %s", request.method, request.path, exc)
+        if isinstance(exc, Overloaded):  # a limit doing its job, not a fault: no ERROR per refusal
+            log.warning("%s refused: %s", describe(request), loggable(str(exc)))
+        elif exc.status >= 500:
+            log.error("%s failed: %s", describe(request), loggable(str(exc), 2000))
         return error_response(exc.status, str(exc), exc.headers)
     except Exception:  # the edge: whatever escaped is a bug, logged with its traceback
-        log.exception("%s %s raised", request.method, request.path)
+        log.exception("%s raised", describe(request))
         return error_response(500, "internal server error")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,8 @@ from aiohttp import web
 
 from .constants import DEFAULT_PAGE
 from .errors import BadRequest, NotFound, UnsupportedMediaType
+from .jsonin import JSONTooDeep
+from .jsonin import loads as load_json
 from .keys import POWERSIM
 from .models import SimulationResult, dumps, power_bodies
 from .service import parse_int
@@ -31,7 +32,9 @@ async def _no_parameters(request: web.Request) -> None:
     if request.content_type != "application/json":
         raise UnsupportedMediaType(f"send no body, or an empty JSON object; got {request.content_type}")
     try:
-        params = json.loads(body)
+        params = load_json(body)
+    except JSONTooDeep as exc:
+        raise BadRequest(f"the body is {exc.msg}") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(params, dict):

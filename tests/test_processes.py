@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,6 +97,49 @@ async def test_sigterm_closes_websockets_with_1001_and_exits_cleanly(tmp_path: P
     assert "2 simulation workers ready" in err
 
 
+# How long after the drain timeout the process may take to exit: aiohttp's wait for handlers
+# (SHUTDOWN_HANDLER_GRACE_S, twice), closing Redis, SQLite and the pool, on a loaded machine.
+EXIT_SLACK_S = 2.5
+
+
+async def test_sigterm_exits_within_the_drain_timeout_with_a_run_in_flight(tmp_path: Path, redis_url: str) -> None:
+    """A run longer than POWERSIM_DRAIN_TIMEOUT is abandoned when it runs out, once: not after
+    aiohttp's wait for handlers and then again after the app's own drain (up to twice as long)."""
+    drain = 2.0
+    env = server_env(
+        tmp_path,
+        redis_url,
+        POWERSIM_SIMULATION="tests.sims:very_slow",
+        POWERSIM_DRAIN_TIMEOUT=str(int(drain)),
+        POWERSIM_MAX_PENDING="1",
+    )
+    proc = start_server(env)
+    try:
+        await asyncio.to_thread(wait_healthy, proc, env["PORT"])
+        # Two runs at once with room for one: the one refused proves the other is in flight.
+        runs = [asyncio.create_task(asyncio.to_thread(post, env["PORT"], "/run-simulation")) for _ in range(2)]
+        done, pending = await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED, timeout=30)
+        [refused] = done
+        status, body = refused.result()
+        assert status == 503, body
+        assert b"queued or running" in body
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        elapsed = time.monotonic() - started
+        [in_flight] = pending
+        abandoned = await asyncio.wait_for(in_flight, 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert "1 runs did not finish within 2 s and were abandoned" in err, err
+    assert drain - 0.5 < elapsed < drain + EXIT_SLACK_S, (elapsed, err.splitlines())
+    assert abandoned[0] == 503, abandoned  # an answer, not a dropped connection
+    assert json.loads(abandoned[1]) == {"error": "the server shut down before this run finished"}
+
+
 def port_open(port: int) -> bool:
     import socket
 
@@ -127,3 +171,32 @@ def test_run_server_script_serves_and_cleans_up(tmp_path: Path) -> None:
     if not redis_was_running:
         assert "on 127.0.0.1:6479" in err
         assert not port_open(6479), "run_server.sh left its Redis running"
+
+
+MALFORMED = [
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  # duplicate Host
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX\x01: y\r\n\r\n",  # a control character in a name
+    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # a request line too long
+]
+
+
+def test_malformed_requests_cannot_flood_the_log(tmp_path: Path, redis_url: str) -> None:
+    """Each malformed request is the client's mistake: a 400, and no ERROR line or traceback
+    (aiohttp's own logging writes both for every one)."""
+    env = server_env(tmp_path, redis_url)
+    proc = start_server(env)
+    try:
+        wait_healthy(proc, env["PORT"])
+        for raw in MALFORMED * 3:
+            with socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=5) as sock:
+                sock.sendall(raw)
+                assert sock.recv(100).split(b"\r\n")[0].endswith(b" 400 Bad Request"), raw[:40]
+        assert post(env["PORT"], "/run-simulation")[0] == 200  # still serving
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "Traceback" not in err, err
+    assert " ERROR " not in err, err

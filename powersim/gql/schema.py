@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import logging
+import re
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError, parse
 from graphql.validation import MaxIntrospectionDepthRule
-from strawberry.extensions import AddValidationRules, MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, MaskErrors, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 
-from ..constants import DEFAULT_PAGE
-from ..errors import PowerSimError, Unauthorized
+from ..constants import DEFAULT_PAGE, GQL_MAX_QUERY_BYTES
+from ..errors import Overloaded, PowerSimError, Unauthorized
 from ..hub import Hub
+from ..keys import Gauge
+from ..logs import loggable
 from ..models import SimulationResult, format_time, parse_time
 from ..service import PowerSim, parse_int
+
+log = logging.getLogger(__name__)
 
 # A hostile query must not exhaust the server; real ones here are two or three levels deep.
 # QueryDepthLimiter skips introspection fields, whose types are cyclic (type { fields { type
@@ -28,11 +38,38 @@ MAX_TOKENS = 1000
 MAX_ALIASES = 15
 
 
+@dataclass
+class SubscriptionSlots:
+    """One connection's subscriptions, counted against POWERSIM_MAX_SUBSCRIBERS: the first rides
+    on the slot its websocket already holds (guards.websocket_guard), each further one takes a
+    slot of its own, so N subscriptions cost N slots however they are spread over connections."""
+
+    gauge: Gauge
+    limit: int  # POWERSIM_MAX_SUBSCRIBERS
+    covered: int  # subscriptions paid for by the connection's own slot: 1 on a websocket
+    active: int = 0
+
+    @contextmanager
+    def take(self) -> Iterator[None]:
+        if self.active >= self.covered:
+            if self.gauge.count >= self.limit:
+                raise Overloaded(f"too many subscriptions (POWERSIM_MAX_SUBSCRIBERS={self.limit})", 5)
+            self.gauge.count += 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if self.active >= self.covered:
+                self.gauge.count -= 1
+
+
 @dataclass(frozen=True)
 class Context:
     powersim: PowerSim
     hub: Hub
     may_write: bool  # POWERSIM_API_TOKEN given (or not required)
+    slots: SubscriptionSlots  # per connection on a websocket (get_context runs once per connection)
 
 
 Info = strawberry.Info[Context, None]
@@ -101,17 +138,84 @@ class Mutation:
 class Subscription:
     @strawberry.subscription(description="The current result (if any), then every new one, from any writer.")
     async def simulation_results(self, info: Info) -> AsyncGenerator[SimulationResultType | None, None]:
-        with info.context.hub.subscribe() as subscriber:
+        with info.context.slots.take(), info.context.hub.subscribe() as subscriber:
             while True:
                 update = await subscriber.next()
                 if update.result is not None:
                     yield SimulationResultType.of(update.result)
 
 
+# Client mistakes that strawberry reports with an exception attached: an operation the transport
+# does not carry (a query over the legacy graphql-ws `start`, a mutation over GET).
+CLIENT_ERRORS = (PowerSimError, InvalidOperationTypeError)
+
+
+def _is_client_error(original: Exception | None) -> bool:
+    if isinstance(original, PowerSimError):
+        return original.status < 500
+    return original is None or isinstance(original, CLIENT_ERRORS)
+
+
 def _should_mask(error: GraphQLError) -> bool:
     """Hide unexpected exceptions (they are logged); syntax, validation and domain errors are for clients."""
     original = error.original_error
-    return original is not None and not isinstance(original, PowerSimError)
+    return original is not None and not isinstance(original, CLIENT_ERRORS)
+
+
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+def _stand_in(operation_name: str | None, allowed: Iterable[OperationType]) -> DocumentNode:
+    """What a refused query is replaced by, so that strawberry reports its error like a syntax
+    error; it has the operation the request names, since strawberry looks that up first, and an
+    operation type the transport allows (the legacy graphql-ws `start` allows only subscriptions),
+    since strawberry checks that before it reports our error."""
+    name = operation_name if operation_name and _NAME.fullmatch(operation_name) else ""
+    kinds = set(allowed)
+    kind = OperationType.QUERY if OperationType.QUERY in kinds or not kinds else next(iter(kinds))
+    return parse(f"{kind.value} {name} {{ __typename }}")
+
+
+def parse_bounded(query: str) -> DocumentNode:
+    """Parse within bounds: the size is checked before the parser reads a byte (a megabyte of
+    comment holds no token, yet takes seconds), tokens are capped, and nesting too deep for the
+    recursive parser ({a{a{a..., [[[...) is a client error, not a RecursionError."""
+    size = len(query.encode("utf-8", "surrogatepass"))
+    if size > GQL_MAX_QUERY_BYTES:
+        raise GraphQLError(f"the query is {size} bytes long; at most {GQL_MAX_QUERY_BYTES} are accepted")
+    try:
+        return parse(query, max_tokens=MAX_TOKENS)
+    except RecursionError:
+        raise GraphQLError("the query is nested too deeply") from None
+
+
+class BoundedParser(SchemaExtension):
+    """Does strawberry's parsing itself (as its docs suggest for custom parsing), within bounds."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            try:
+                context.graphql_document = parse_bounded(context.query)
+            except GraphQLError as error:
+                # Raising here would escape strawberry's error handling on websockets.
+                context.graphql_document = _stand_in(context.operation_name, context.allowed_operations)
+                context.pre_execution_errors = [error]
+        yield
+
+
+class PowerSimSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Log like the REST API does: a client's mistake at DEBUG, a failed run as one line, a
+        bug with its traceback; always on one line, since messages may quote the query."""
+        for error in errors:
+            original = error.original_error
+            if _is_client_error(original):
+                log.debug("GraphQL request refused: %s", loggable(error.message))
+            elif isinstance(original, PowerSimError):
+                log.error("GraphQL operation failed: %s", loggable(error.message, 2000))
+            else:
+                log.error("GraphQL resolver raised: %s", loggable(error.message), exc_info=original)
 
 
 # launchedAt is the same text as the REST API's launched_at (UTC, microseconds, "Z").
@@ -123,7 +227,7 @@ DateTimeUTC = strawberry.scalar(
 )
 
 
-schema = strawberry.Schema(
+schema = PowerSimSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
@@ -131,7 +235,7 @@ schema = strawberry.Schema(
     extensions=[
         partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
         partial(AddValidationRules, [MaxIntrospectionDepthRule]),
-        partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+        BoundedParser,
         partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
         partial(MaskErrors, should_mask_error=_should_mask),
     ],
