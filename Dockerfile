@@ -1,7 +1,9 @@
 # powersim: REST, websocket and GraphQL over a pandapower power flow, history in SQLite.
 #   docker build -t powersim .
 #   docker run -p 5000:5000 powersim                       # starts its own Redis inside
-#   docker run -p 5000:5000 -e REDIS_URL=redis://host:6379/0 powersim
+#   docker run -p 5000:5000 -e REDIS_URL=redis://:PASSWORD@host:6379/0 powersim
+# Reached under a name other than localhost or an IP address (a proxy, another container):
+#   -e POWERSIM_ALLOWED_HOSTS=grid.example.com  (and POWERSIM_ALLOWED_ORIGINS for pages elsewhere)
 
 # Build stage: the virtualenv with the pinned requirements (all binary wheels; no compiler).
 FROM python:3.11-slim AS build
@@ -27,7 +29,9 @@ COPY test_sim.py ./
 COPY powersim/ powersim/
 COPY scripts/bootstrap.sh scripts/serve.sh scripts/
 
-# HOST 0.0.0.0: reachable through the published port. DATA_DIR and DATABASE_URL: the volume.
+# HOST 0.0.0.0: reachable through the published port. It is an IP address, so it adds no
+# allowed Host name: localhost names and IP literals are always served (the HEALTHCHECK asks
+# 127.0.0.1), other names need POWERSIM_ALLOWED_HOSTS. DATA_DIR and DATABASE_URL: the volume.
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
