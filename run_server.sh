@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 bootstrap_venv requirements.txt
-PYTHON=.venv/bin/python exec scripts/serve.sh
+PYTHON="$VENV/bin/python" exec scripts/serve.sh  # VENV: .venv unless set (scripts/bootstrap.sh)
