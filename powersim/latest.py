@@ -238,6 +238,8 @@ def make_client(url: str) -> aioredis.Redis:
         socket_connect_timeout=REDIS_CALL_TIMEOUT_S,
         # No retries inside redis-py: a failed call fails fast, and the watcher reconnects and
         # resynchronizes itself (a PubSub that redis-py silently reconnected would skip that).
+        # The price: a command that races a server-side close (an idle timeout, CLIENT KILL, a
+        # failover) fails instead of being retried; a run's write then goes to the Republisher.
         retry=Retry(NoBackoff(), 0),
         health_check_interval=15,
         **tcp,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from .constants import LOG_FIELD_CHARS
 
@@ -22,13 +23,13 @@ class MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError):
+        if not isinstance(exc, HttpProcessingError | RequestPayloadError):
             return True
         if not logging.getLogger("powersim").isEnabledFor(logging.DEBUG):
             return False
         peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        record.msg, record.args = "malformed request from %s: %s", (peer, loggable(str(exc)))
+        record.msg, record.args = "malformed request from %s: %s", (peer, loggable(f"{type(exc).__name__}: {exc}"))
         record.exc_info = record.exc_text = None
         return True
 
@@ -36,4 +37,11 @@ class MalformedRequests(logging.Filter):
 def configure(level: str) -> None:
     """The server process's logging (workers set up their own)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
+    quiet_malformed_requests()
+
+
+def quiet_malformed_requests() -> None:
+    """Install MalformedRequests on aiohttp's server logger, once per process."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(MalformedRequests())

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from .errors import Overloaded, PowerSimError
@@ -54,9 +55,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return error_response(exc.status, _http_message(request, exc), _kept_headers(exc.headers))
+    except (web.RequestPayloadError, HttpProcessingError) as exc:  # a body we cannot read or decode
+        return error_response(400, f"the request body could not be read: {type(exc).__name__}")
+    except ConnectionResetError:  # the client left while we read its body: nobody to answer
+        log.debug("%s: the client left mid-request", describe(request))
+        return error_response(400, "the client left mid-request")
     except PowerSimError as exc:
         if isinstance(exc, Overloaded):  # a limit doing its job, not a fault: no ERROR per refusal
-            log.warning("%s refused: %s", describe(request), loggable(str(exc)))
+            log.info("%s refused: %s", describe(request), loggable(str(exc)))
         elif exc.status >= 500:
             log.error("%s failed: %s", describe(request), loggable(str(exc), 2000))
         return error_response(exc.status, str(exc), exc.headers)

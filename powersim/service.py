@@ -165,10 +165,14 @@ class PowerSim:
     async def sync_redis(self) -> None:
         """On every (re)connect: restore a missing key from SQLite, write what a failure held back.
 
-        Write failures (OOM, READONLY) are logged and left to the retry loop: they must not stop
-        the watcher from resubscribing, since reads and notifications still work.
+        Write failures (OOM, READONLY) and a failing database are logged and skipped: they must
+        not stop the watcher from resubscribing, since reads and notifications still work.
         """
-        newest = await self.storage.newest_launched()
+        try:
+            newest = await self.storage.newest_launched()
+        except Unavailable as exc:
+            log.warning("could not read the newest run to restore %s: %s", LATEST_KEY, exc)
+            newest = None
         if newest is not None:
             try:
                 if await self.store.restore_if_missing(newest):

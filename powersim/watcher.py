@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from .constants import (
     LATEST_KEY,
+    REDIS_CALL_TIMEOUT_S,
     WATCH_BACKOFF_CAP_S,
     WATCH_BACKOFF_START_S,
     WATCH_PING_INTERVAL_S,
@@ -120,11 +121,11 @@ class Watcher:
         answer_due: float | None = None
         while True:
             wait = (answer_due if answer_due is not None else heard + WATCH_PING_INTERVAL_S) - loop.time()
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=max(wait, 0.0))
+            message = await _read(pubsub, max(wait, 0.0))
             now = loop.time()
             if message is None and answer_due is not None and now >= answer_due:
                 # A loop that stalled past the deadline may not have read an answer already here.
-                message = await pubsub.get_message(timeout=0.01)
+                message = await _read(pubsub, 0.01)
             if message is not None:
                 heard, answer_due = now, None
                 if message["type"] == "message":
@@ -160,3 +161,15 @@ class Watcher:
                 self.store.url_for_logs,
                 exc,
             )
+
+
+async def _read(pubsub: PubSub, wait: float) -> dict[str, Any] | None:
+    """get_message with a hard deadline. On a read error redis-py reconnects the subscription
+    once before it raises, and that handshake has no timeout of its own: a Redis (or a proxy in
+    front of it) that accepts the connection and never answers would hold the watcher forever."""
+    try:
+        async with asyncio.timeout(wait + WATCH_PING_TIMEOUT_S + REDIS_CALL_TIMEOUT_S):
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=wait)
+    except TimeoutError:
+        raise RedisConnectionError("the subscription stopped answering") from None
+    return message

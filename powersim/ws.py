@@ -25,7 +25,7 @@ def abort(transport: asyncio.Transport) -> None:
     bytes (FIN-WAIT-1) for as long as a peer that stopped reading keeps acknowledging probes."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        with suppress(OSError):
+        with suppress(OSError, ValueError):  # ValueError: uvloop's socket of a closed transport
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
 
@@ -48,9 +48,29 @@ class BoundedWebSocket(web.WebSocketResponse):
             async with asyncio.timeout(WS_CLOSE_TIMEOUT_S):
                 return await super().close(code=code, message=message, drain=drain)
         except TimeoutError:
-            if self._transport is not None:
-                abort(self._transport)
+            self._abort()
             return True
+
+    async def pong(self, message: bytes = b"") -> None:
+        """aiohttp answers every client PING from inside receive() and waits for the answer to
+        drain: a peer that floods PINGs and stops reading would hold the handler there."""
+        try:
+            async with asyncio.timeout(WS_CLOSE_TIMEOUT_S):
+                await super().pong(message)
+        except TimeoutError:
+            self._abort()  # receive() then sees the connection gone
+
+    def _close_transport(self) -> None:
+        # aiohttp's (private) hook when it gives up on a peer (a missed heartbeat, a protocol
+        # error): a plain close() would wait forever to flush to a peer that stopped reading.
+        if self._transport is not None and self._transport.get_write_buffer_size() > 0:
+            self._abort()
+        else:
+            super()._close_transport()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            abort(self._transport)
 
 
 def new_websocket(settings: Settings, max_msg_size: int, protocols: Sequence[str] = ()) -> web.WebSocketResponse:
@@ -101,6 +121,8 @@ async def simulator_subscribe(request: web.Request) -> web.WebSocketResponse:
                     # Text from clients is ignored; this endpoint only talks.
                     if message.type == WSMsgType.BINARY:
                         await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary frames are not accepted")
+            except ConnectionError:
+                pass  # the peer is gone (or was dropped): nothing to answer, nothing to log
             finally:
                 sender.cancel()
                 with suppress(asyncio.CancelledError):

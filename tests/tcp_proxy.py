@@ -21,6 +21,7 @@ class SilentProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.silence_subscriptions = False
+        self.blackhole_new = False  # accept new connections, and never answer them
         self._server: asyncio.Server | None = None
         self._flows: list[_Flow] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -35,6 +36,9 @@ class SilentProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.blackhole_new:
+            self._writers.append(writer)  # kept open, never read, never written
+            return
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         flow = _Flow()
         self._flows.append(flow)
@@ -55,6 +59,11 @@ class SilentProxy:
                 dst.write(data)
                 await dst.drain()
         dst.close()
+
+    def close_flows(self) -> None:
+        """Close every open connection (a FIN to both ends), as a restarting Redis would."""
+        for writer in self._writers:
+            writer.close()
 
     def freeze(self) -> int:
         """Silence every connection open now; returns how many there are."""

@@ -28,6 +28,7 @@ from powersim.constants import (
     WS_CLOSE_TIMEOUT_S,
 )
 from powersim.keys import HUB, WEBSOCKETS, WS_GAUGE
+from powersim.logs import quiet_malformed_requests
 from powersim.settings import Settings
 
 from .conftest import ClientFactory
@@ -407,3 +408,54 @@ async def test_legacy_graphql_ws_reports_client_mistakes_unmasked_and_quietly(
     assert answer["type"] == "error", answer
     assert message in answer["payload"]["message"]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def ping_frame(payload: bytes = b"p" * 125) -> bytes:
+    mask = os.urandom(4)
+    return struct.pack("!BB", 0x89, 0x80 | len(payload)) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def flood(sock: socket.socket, data: bytes, seconds: float) -> int:
+    """Send `data` again and again until the server stops taking it (or time is up)."""
+    sock.settimeout(0.5)
+    sent = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            sock.sendall(data)
+            sent += 1
+    except TimeoutError:
+        pass  # the server no longer reads: it is stuck answering, or gave up on us
+    return sent
+
+
+async def test_a_peer_flooding_pings_without_reading_gives_its_slot_back(make_client: ClientFactory) -> None:
+    """aiohttp answers each PING inside receive() and waits for the answer to drain: a peer that
+    never reads would hold the handler, and its POWERSIM_MAX_SUBSCRIBERS slot, forever."""
+    client = await make_client(max_subscribers=1)
+    gauge = client.app[WS_GAUGE]
+    stuck = await asyncio.to_thread(raw_websocket, port(client), "/simulator-subscribe")
+    try:
+        [transport] = client.app[WEBSOCKETS].values()
+        sent = await asyncio.to_thread(flood, stuck, ping_frame() * 100, 10)
+        assert sent > 0
+        assert transport.get_write_buffer_size() > 0 or transport.is_closing()  # it fell behind
+        await until(lambda: gauge.count == 0, WS_CLOSE_TIMEOUT_S + 3)
+        async with client.ws_connect("/simulator-subscribe") as ws:  # the only slot is free again
+            assert "id" in await ws.receive_json(timeout=5)
+    finally:
+        stuck.close()
+
+
+@pytest.mark.parametrize("path", ["/run-simulation", "/graphql"])
+async def test_a_body_that_cannot_be_decoded_is_a_400(
+    client: Client, caplog: pytest.LogCaptureFixture, settings: Settings, path: str
+) -> None:
+    quiet_malformed_requests()  # as python -m powersim does at start-up
+    resp = await client.post(
+        path, data=b"abcde", headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    assert "could not be read" in (await resp.json())["error"]
+    assert tracebacks(caplog) == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -26,7 +26,7 @@ from powersim.models import SimulationResult
 from .conftest import ClientFactory
 from .redis_server import RedisServer
 from .tcp_proxy import SilentProxy
-from .test_live import next_json, value
+from .test_live import eventually, next_json, value
 
 Client = TestClient[Any, Any]
 
@@ -161,3 +161,24 @@ async def test_a_read_in_flight_during_a_write_does_not_satisfy_read_your_write(
         await powersim._publish(ours)
         assert watcher.current == ours, f"round {n}: the answer went out while the watcher held {watcher.current}"
         await in_flight
+
+
+async def test_a_reconnect_that_is_never_answered_does_not_hold_the_watcher(
+    make_client: ClientFactory, proxy: SilentProxy
+) -> None:
+    """redis-py reconnects a failed subscription once by itself, with no timeout on that
+    handshake: behind a proxy whose backend is gone, the watcher would wait there forever,
+    still calling itself subscribed."""
+    client = await make_client(redis_url=proxy.url)
+    watcher = client.app[POWERSIM].watcher
+    assert watcher.subscribed.is_set()
+    proxy.blackhole_new = True
+    proxy.close_flows()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # Not /healthz: its own ping through the proxy fails too, whatever the watcher does.
+    await eventually(lambda: not watcher.subscribed.is_set(), PUSH_BOUND_S + 5)
+    assert loop.time() - started < PUSH_BOUND_S + 1
+    proxy.blackhole_new = False
+    async with asyncio.timeout(30):
+        await watcher.subscribed.wait()  # and it comes back once Redis answers again
