@@ -3,6 +3,7 @@ websocket count."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 
@@ -37,6 +38,8 @@ ASCII_HEADERS = (
 
 
 def check_ascii_headers(request: web.Request) -> None:
+    if "Upgrade" not in request.headers:  # only a handshake gets its headers quoted back
+        return
     for name in ASCII_HEADERS:
         if not all(value.isascii() for value in request.headers.getall(name, ())):
             raise BadRequest(f"the {name} header must be ASCII")
@@ -96,6 +99,7 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=256)  # the same few Host values, on every request
 def host_allowed(name: str, settings: Settings) -> bool:
     """Localhost names and IP literals always (no outsider can make a browser's page have them as
     its own origin); then HOST when it is a name, then POWERSIM_ALLOWED_HOSTS. A page on an
