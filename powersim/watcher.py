@@ -45,7 +45,6 @@ class Watcher:
         self.redis_up = True
         self.on_connect: Callable[[], Awaitable[None]] | None = None
         self.subscribed = asyncio.Event()  # set while subscribed and resynchronized
-        self.reads = 0  # completed reads of the key
         # Read sequence numbers, not clock times: uvloop's clock ticks in milliseconds, so a read
         # issued in the same millisecond as a write may have been issued before it.
         self.reads_started = 0
@@ -66,7 +65,6 @@ class Watcher:
             log.warning("rejected the value written to %s: %s", LATEST_KEY, exc)
         self.loaded = True
         async with self._read_done:
-            self.reads += 1
             self.last_read_done = max(self.last_read_done, number)
             self._read_done.notify_all()
 

@@ -32,6 +32,7 @@ from powersim.logs import quiet_malformed_requests
 from powersim.settings import Settings
 
 from .conftest import ClientFactory
+from .waiting import eventually
 
 Client = TestClient[Any, Any]
 GQL_WS = ["graphql-transport-ws"]
@@ -41,13 +42,6 @@ DEEP = 5000  # far beyond the JSON parser's recursion limit, under the 16 KiB bo
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
-
-
-async def until(condition: Any, seconds: float = 5.0) -> None:
-    """Wait for a condition on the server's state, with a deadline instead of a fixed sleep."""
-    async with asyncio.timeout(seconds):
-        while not condition():  # noqa: ASYNC110 - server counters have no event to wait on
-            await asyncio.sleep(0.02)
 
 
 # --- item 8: deep nesting answers 400, never a 500 with a traceback --------------------------
@@ -224,13 +218,13 @@ async def test_subscriptions_count_against_max_subscribers(make_client: ClientFa
         rest = await client.get("/simulator-subscribe", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
         assert rest.status == 503  # the same pool for every kind of websocket
         await first.send_json({"id": "b", "type": "complete"})
-        await until(lambda: gauge.count == 2)
+        await eventually(lambda: gauge.count == 2)
         assert (await subscribe(second, "e"))["type"] == "next"
         assert gauge.count == 3
     finally:
         await first.close()
         await second.close()
-    await until(lambda: gauge.count == 0)
+    await eventually(lambda: gauge.count == 0)
 
 
 def port(client: Client) -> int:
@@ -279,7 +273,7 @@ async def stuck_graphql_client(client: Client) -> socket.socket:
         {"id": str(n), "type": "subscribe", "payload": {"query": BIG_QUERY}} for n in range(4)
     ]
     sock.sendall(b"".join(text_frame(json.dumps(m)) for m in messages))
-    await until(lambda: len(client.app[WEBSOCKETS]) == 1)
+    await eventually(lambda: len(client.app[WEBSOCKETS]) == 1)
     return sock
 
 
@@ -292,10 +286,10 @@ async def test_a_graphql_peer_that_never_answers_pings_is_dropped_and_aborted(ma
     try:
         open_connections = len(server.connections)  # the stuck one, and the client's keep-alive
         [transport] = client.app[WEBSOCKETS].values()
-        await until(lambda: transport.get_write_buffer_size() > 100_000)  # answers it will never read
+        await eventually(lambda: transport.get_write_buffer_size() > 100_000)  # answers it will never read
         # Dropped after the heartbeat and half of it more; its transport, with unsent bytes that
         # cannot be flushed, is aborted rather than left waiting to flush forever.
-        await until(lambda: len(server.connections) == open_connections - 1, 10)
+        await eventually(lambda: len(server.connections) == open_connections - 1, 10)
         assert len(client.app[WEBSOCKETS]) == client.app[WS_GAUGE].count == 0
     finally:
         sock.close()
@@ -314,7 +308,7 @@ async def test_a_stuck_client_does_not_hold_shutdown(
     for n in range(2000):  # pushes pile up behind the /simulator-subscribe client too
         await redis_client.set(LATEST_KEY, f'{{"active_power": {n}, "reactive_power": 0}}')
     try:
-        await until(lambda: len(client.app[WEBSOCKETS]) == 2)
+        await eventually(lambda: len(client.app[WEBSOCKETS]) == 2)
         started = time.monotonic()
         async with asyncio.timeout(10):
             await client.close()
@@ -352,7 +346,7 @@ async def test_a_stuck_client_that_provokes_a_close_gives_its_slot_back(
         stuck.sendall(frame)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await until(lambda: gauge.count == 0, WS_CLOSE_TIMEOUT_S + 3)
+        await eventually(lambda: gauge.count == 0, WS_CLOSE_TIMEOUT_S + 3)
         assert loop.time() - started < WS_CLOSE_TIMEOUT_S + 1.5
         async with client.ws_connect("/simulator-subscribe") as ws:  # the only slot is free again
             assert "id" in await ws.receive_json(timeout=5)
@@ -440,7 +434,7 @@ async def test_a_peer_flooding_pings_without_reading_gives_its_slot_back(make_cl
         sent = await asyncio.to_thread(flood, stuck, ping_frame() * 100, 10)
         assert sent > 0
         assert transport.get_write_buffer_size() > 0 or transport.is_closing()  # it fell behind
-        await until(lambda: gauge.count == 0, WS_CLOSE_TIMEOUT_S + 3)
+        await eventually(lambda: gauge.count == 0, WS_CLOSE_TIMEOUT_S + 3)
         async with client.ws_connect("/simulator-subscribe") as ws:  # the only slot is free again
             assert "id" in await ws.receive_json(timeout=5)
     finally:

@@ -27,7 +27,8 @@ from powersim.settings import Settings
 
 from .conftest import ClientFactory
 from .processes import post, server_env, start_server, wait_healthy
-from .test_rest import expect_error, rows, runs_in_flight, wait_until
+from .test_rest import expect_error, rows, runs_in_flight
+from .waiting import eventually
 
 Client = TestClient[Any, Any]
 API_TOKEN = "api-token-0123456789abcdef"
@@ -40,7 +41,7 @@ READ_TOKEN = "read-token-0123456789abcdef"
 async def test_runs_beyond_max_pending_are_refused_at_once(make_client: ClientFactory, settings: Settings) -> None:
     client = await make_client(simulation="tests.sims:slow", max_pending=2)
     queued = [asyncio.create_task(client.post("/run-simulation")) for _ in range(2)]
-    await wait_until(lambda: runs_in_flight(client) == 2, "the two runs were never both in flight")
+    await eventually(lambda: runs_in_flight(client) == 2, 10, "the two runs were never both in flight")
     loop = asyncio.get_running_loop()
     started = loop.time()
     refused = await client.post("/run-simulation")

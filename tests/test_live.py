@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from powersim.keys import HUB, POWERSIM
 
 from .conftest import ClientFactory
 from .redis_server import RedisServer
+from .waiting import eventually
 
 Client = TestClient[Any, Any]
 EMPTY = {"id": None, "active_power": None, "reactive_power": None, "launched_at": None}
@@ -41,17 +41,6 @@ async def assert_silent(ws: aiohttp.ClientWebSocketResponse, seconds: float = 0.
     except TimeoutError:
         return
     pytest.fail(f"unexpected message {msg}")
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for an in-process condition that has no event to await; fail after `within` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"condition not met within {within} s")
 
 
 async def write(client: Client, redis_client: aioredis.Redis, raw: str | bytes) -> None:

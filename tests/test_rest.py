@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from powersim.models import SimulationResult
 from powersim.settings import Settings
 
 from .conftest import ClientFactory
+from .waiting import eventually
 
 Client = TestClient[Any, Any]
 
@@ -32,16 +32,6 @@ def rows(settings: Settings) -> list[tuple[Any, ...]]:
         return conn.execute(
             "SELECT id, launched_at, finished_at, active_power, reactive_power FROM simulations ORDER BY id"
         ).fetchall()
-
-
-async def wait_until(condition: Callable[[], bool], what: str, within_s: float = 10) -> None:
-    """Poll a condition instead of sleeping a guessed time; fail with `what` at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"{what} (waited {within_s} s)")
-        await asyncio.sleep(0.01)
 
 
 def runs_in_flight(client: Client) -> int:
@@ -262,7 +252,7 @@ async def test_a_dead_worker_is_500_and_the_next_run_gets_a_new_worker(
     later = await post_run(client)
     assert later["active_power"] != first["active_power"], "the run went to the same worker process"
     assert [r[0] for r in rows(settings)] == [first["id"], later["id"]]  # the failed run stored nothing
-    await wait_until(lambda: client.app[POWERSIM].pool.ready == 1, "the new pool never reported itself warm")
+    await eventually(lambda: client.app[POWERSIM].pool.ready == 1, 10, "the new pool never reported itself warm")
     assert (await client.get("/healthz")).status == 200
 
 
@@ -273,7 +263,7 @@ async def test_loop_serves_reads_while_a_slow_run_is_in_a_worker(
     monkeypatch.setenv("POWERSIM_TEST_MARKER", str(marker))
     client = await make_client(simulation="tests.test_rest:slow_and_marked")
     run = asyncio.create_task(client.post("/run-simulation"))
-    await wait_until(marker.exists, "the run never reached its worker")  # it sleeps there for 1.5 s
+    await eventually(marker.exists, 10, "the run never reached its worker")  # it sleeps there for 1.5 s
     for _ in range(20):
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/active-power")).status == 404

@@ -26,7 +26,8 @@ from powersim.models import SimulationResult
 from .conftest import ClientFactory
 from .redis_server import RedisServer
 from .tcp_proxy import SilentProxy
-from .test_live import eventually, next_json, value
+from .test_live import next_json, value
+from .waiting import eventually
 
 Client = TestClient[Any, Any]
 
