@@ -1,4 +1,5 @@
-"""Baseline for POST throughput: run_simulation() in a bare process pool, as fast as it goes.
+"""Baseline for POST throughput: the default simulation (test_sim:run_network, details
+included) in a bare process pool, as fast as it goes.
 
 python -m bench.direct_pool WORKERS SECONDS  -> prints runs per second.
 """
@@ -14,7 +15,7 @@ from powersim import worker
 def main(workers: int, seconds: float) -> float:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=worker.init, initargs=("test_sim:run_simulation", "WARNING")
+        workers, mp_context=ctx, initializer=worker.init, initargs=("test_sim:run_network", "WARNING")
     ) as pool:
         for future in [pool.submit(worker.run) for _ in range(workers * 2)]:  # warm: imports and a first run
             future.result()

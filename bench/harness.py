@@ -53,9 +53,9 @@ def redis() -> Iterator[RedisServer]:
 
 
 def server_env(redis_url: str, db_dir: Path, **extra: str) -> dict[str, str]:
-    """The test suite's server environment, with the real simulation and quiet logs."""
+    """The test suite's server environment, with the default simulation and quiet logs."""
     return processes.server_env(
-        db_dir, redis_url, **({"POWERSIM_SIMULATION": "test_sim:run_simulation", "LOG_LEVEL": "WARNING"} | extra)
+        db_dir, redis_url, **({"POWERSIM_SIMULATION": "test_sim:run_network", "LOG_LEVEL": "WARNING"} | extra)
     )
 
 

@@ -77,7 +77,7 @@ def post_throughput(redis_url: str, db_dir: Path, workers: int) -> Figure:
             lambda: wrk(f"{app.url}/run-simulation", connections=2 * workers + 2, seconds=10, post=True).requests_per_s,
         )
     return ratio_figure("POST /run-simulation throughput at saturation", api, direct, "runs/s",
-                        f"run_simulation() in a bare pool of {workers}", at_least=0.9)  # fmt: skip
+                        f"run_network() in a bare pool of {workers}", at_least=0.9)  # fmt: skip
 
 
 def _direct_pool_rate(workers: int) -> float:

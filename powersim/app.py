@@ -30,7 +30,7 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
     async with (
         open_storage(settings.database_path) as storage,
         open_latest_store(settings.redis_url, settings.redis_url_redacted) as store,
-        open_pool(settings.simulation, settings.workers, settings.log_level) as pool,
+        open_pool(settings.simulation, settings.workers, settings.log_level, settings.voltage_band) as pool,
     ):
         watcher = Watcher(store, app[HUB], settings.redis_db)
         powersim = PowerSim(pool, storage, store, watcher, settings.max_pending)

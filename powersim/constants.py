@@ -84,6 +84,10 @@ GQL_WS_MAX_FRAME_BYTES = MAX_BODY_BYTES
 # Real queries here are a few hundred bytes; 8 KiB is 5x the introspection query.
 GQL_MAX_QUERY_BYTES = 8 * 1024
 
+# `details` selections per GraphQL operation (aliases and fragment spreads counted): enough to
+# compare two runs; each can be megabytes, built on the event loop (gql/details_limit.py).
+GQL_MAX_DETAILS = 2
+
 # Operations in flight on one GraphQL websocket (strawberry counts queries and mutations too).
 # One live subscription is all a client needs; a few leave room for a page or a run alongside.
 GQL_MAX_OPERATIONS_PER_CONNECTION = 4

@@ -1,5 +1,7 @@
 """Domain errors, raised in the core and translated to HTTP (or GraphQL) only at the edge."""
 
+from typing import Any
+
 
 class PowerSimError(Exception):
     """Base of every error powersim reports to a client; `status` is its HTTP status."""
@@ -9,6 +11,16 @@ class PowerSimError(Exception):
     @property
     def headers(self) -> dict[str, str]:
         return {}
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Keys the JSON error body carries beside "error"."""
+        return {}
+
+    @property
+    def extensions(self) -> dict[str, Any] | None:
+        """graphql-core copies an original error's `extensions` into the GraphQL error it reports."""
+        return self.extra or None
 
 
 class SettingsError(PowerSimError):

@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Keep the newest launch. The stored value holds our write back only when it is a *launch*:
-# a value in powersim's own compact form (exactly what SimulationResult.to_json writes, every
-# field checked: JSON number grammar, finite, id a positive integer or null, a real calendar
-# time), launched at or after ours, and not later than Redis's own clock plus an allowance.
+# a value in powersim's own compact form (exactly what SimulationResult.to_json writes for a
+# converged run, or that form without status and inputs, as written before runs had inputs;
+# every field checked: JSON number grammar, finite, id a positive integer or null, a real
+# calendar time, inputs null or names and numbers), launched at or after ours, and not later
+# than Redis's own clock plus an allowance.
 # Every value of that form is one the watcher accepts (models.parse_result), which a property
 # test checks against real Redis; anything else there (an invalid value, a valid one in another
 # form, a dated one) is replaced. Runs inside Redis, so it is atomic across processes.
@@ -73,13 +75,30 @@ local function epoch_seconds(t)
   return days * 86400 + h * 3600 + mi * 60 + s + tonumber(us) / 1e6
 end
 
+-- What may follow launched_at in our own form: nothing (powersim wrote that before runs had
+-- inputs), or the status and the inputs: null, or an object of lower-case names and numbers.
+local function tail_ok(rest)
+  if rest == '}' then return true end
+  local inputs = rest:match('^,"status":"converged","inputs":(.*)}$')
+  if not inputs then return false end
+  if inputs == 'null' or inputs == '{}' then return true end
+  local body = inputs:match('^{(.*)}$')
+  if not body then return false end
+  for entry in (body .. ','):gmatch('([^,]*),') do
+    local name, x = entry:match('^"([a-z_][a-z0-9_]*)":(.*)$')
+    if not name or #name > 64 or not json_number(x) then return false end
+  end
+  return true
+end
+
 -- The launch time of a stored value in our own form, or nil.
 local function launch_of(v)
-  local id, p, q, t = v:match(
-    '^{"id":([^,]*),"active_power":([^,]*),"reactive_power":([^,]*),"launched_at":"([^"]*)"}$')
+  local id, p, q, t, rest = v:match(
+    '^{"id":([^,]*),"active_power":([^,]*),"reactive_power":([^,]*),"launched_at":"([^"]*)"(.*)$')
   if not id then return nil end
   if id ~= 'null' and not id:match('^[1-9]%d*$') then return nil end
   if not json_number(p) or not json_number(q) then return nil end
+  if not tail_ok(rest) then return nil end
   local seconds = epoch_seconds(t)
   if not seconds then return nil end
   return t, seconds

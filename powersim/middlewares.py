@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -21,8 +22,10 @@ def describe(request: web.Request) -> str:
     return f"{loggable(request.method)} {loggable(request.path)}"
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers, dumps=dumps)
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, extra: Mapping[str, Any] | None = None
+) -> web.Response:
+    return web.json_response({"error": message} | dict(extra or {}), status=status, headers=headers, dumps=dumps)
 
 
 def _http_message(request: web.Request, exc: web.HTTPException) -> str:
@@ -65,7 +68,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             log.info("%s refused: %s", describe(request), loggable(str(exc)))
         elif exc.status >= 500:
             log.error("%s failed: %s", describe(request), loggable(str(exc), 2000))
-        return error_response(exc.status, str(exc), exc.headers)
+        return error_response(exc.status, str(exc), exc.headers, exc.extra)
     except Exception:  # the edge: whatever escaped is a bug, logged with its traceback
         log.exception("%s raised", describe(request))
         return error_response(500, "internal server error")

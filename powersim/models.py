@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final, Literal
 
 from .constants import MAX_VALUE_BYTES
 from .jsonin import JSONTooDeep, loads
@@ -17,25 +18,61 @@ class InvalidResult(ValueError):
     """A value is not a result; the message says why (it goes into a log line)."""
 
 
+Status = Literal["converged", "not_converged"]
+CONVERGED: Final = "converged"
+NOT_CONVERGED: Final = "not_converged"
+STATUSES: tuple[Status, ...] = (CONVERGED, NOT_CONVERGED)
+# An outside writer's inputs: names like ours, so that the Redis script can check them cheaply.
+MAX_INPUT_NAME_CHARS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class SimulationResult:
-    """One simulation outcome. `id` and `launched_at` are None for values outside writers set."""
+    """One run, or a value an outside writer set (then `id`, `launched_at`, `status` and
+    `inputs` may be None). A not-converged run has no powers; only the history holds those.
+
+    `inputs` and `message` stay out of the hash (a dict has none), not out of equality.
+    `details_json` is the stored JSON text, passed through, never parsed on the way; it derives
+    from the rest, so it is left out of comparisons too.
+    """
 
     id: int | None
-    active_power: float
-    reactive_power: float
+    active_power: float | None
+    reactive_power: float | None
     launched_at: datetime | None
+    status: Status | None = None
+    inputs: Mapping[str, float] | None = field(default=None, hash=False)
+    message: str | None = field(default=None, hash=False)
+    details_json: str | None = field(default=None, hash=False, compare=False, repr=False)
+
+    @property
+    def converged(self) -> bool:
+        return self.status != NOT_CONVERGED
 
     def to_dict(self) -> dict[str, Any]:
+        """The compact form: Redis, pushes, the POST answer; keys in a fixed order."""
         return {
             "id": self.id,
             "active_power": self.active_power,
             "reactive_power": self.reactive_power,
             "launched_at": format_time(self.launched_at) if self.launched_at else None,
+            "status": self.status,
+            "inputs": dict(self.inputs) if self.inputs is not None else None,
         }
+
+    def to_run_dict(self) -> dict[str, Any]:
+        """A stored run as the history shows it: the compact form and the solver's message."""
+        return self.to_dict() | {"message": self.message}
 
     def to_json(self) -> str:
         return dumps(self.to_dict())
+
+    def to_run_json(self, with_details: bool = False) -> str:
+        """The run; with `details` (null when it has none) spliced in as stored, unparsed."""
+        text = dumps(self.to_run_dict())
+        if not with_details:
+            return text
+        return f'{text[:-1]},"details":{self.details_json or "null"}}}'
 
 
 @lru_cache(maxsize=8)
@@ -49,7 +86,9 @@ def power_bodies(result: SimulationResult) -> tuple[bytes, bytes]:
 
 
 # The snapshot a websocket client gets before any result exists: same keys, null values.
-EMPTY_RESULT_JSON = '{"id":null,"active_power":null,"reactive_power":null,"launched_at":null}'
+EMPTY_RESULT_JSON = (
+    '{"id":null,"active_power":null,"reactive_power":null,"launched_at":null,"status":null,"inputs":null}'
+)
 
 
 def dumps(obj: Any) -> str:
@@ -96,6 +135,8 @@ def parse_result(raw: bytes | str) -> SimulationResult:
         active_power=_finite(obj, "active_power"),
         reactive_power=_finite(obj, "reactive_power"),
         launched_at=_optional_time(obj.get("launched_at")),
+        status=_optional_status(obj.get("status")),
+        inputs=_optional_inputs(obj.get("inputs")),
     )
 
 
@@ -117,18 +158,19 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
-def _finite(obj: dict[str, Any], key: str) -> float:
+def _finite(obj: dict[str, Any], key: str, label: str | None = None) -> float:
+    label = label or key
     if key not in obj:
-        raise InvalidResult(f"{key} is missing")
+        raise InvalidResult(f"{label} is missing")
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidResult(f"{key} is not a number: {_describe(value)}")
+        raise InvalidResult(f"{label} is not a number: {_describe(value)}")
     try:
         number = float(value)
     except OverflowError:
-        raise InvalidResult(f"{key} is too large") from None
+        raise InvalidResult(f"{label} is too large") from None
     if not math.isfinite(number):
-        raise InvalidResult(f"{key} is not finite")
+        raise InvalidResult(f"{label} is not finite")
     return number
 
 
@@ -138,6 +180,27 @@ def _optional_id(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidResult(f"id is not a positive integer: {_describe(value)}")
     return value
+
+
+def _optional_status(value: Any) -> Status | None:
+    """Redis holds converged results only: a not-converged run is never the latest."""
+    if value is None or value == CONVERGED:
+        return value  # type: ignore[no-any-return]
+    raise InvalidResult(f"status is not null or {CONVERGED!r}: {_describe(value)}")
+
+
+def _optional_inputs(value: Any) -> dict[str, float] | None:
+    """Any names (an outside writer's simulation may have its own inputs), each a finite number."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidResult(f"inputs is not a JSON object: {_describe(value)}")
+    inputs: dict[str, float] = {}
+    for name in value:
+        if len(name) > MAX_INPUT_NAME_CHARS:
+            raise InvalidResult(f"inputs has a name longer than {MAX_INPUT_NAME_CHARS} characters")
+        inputs[name] = _finite(value, name, f"inputs.{_cut(name)}")
+    return inputs
 
 
 def _optional_time(value: Any) -> datetime | None:

@@ -7,7 +7,7 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager, suppress
@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, suppress
 from . import worker
 from .constants import WORKER_STOP_TIMEOUT_S, WORKER_WARMUP_TIMEOUT_S
 from .errors import SimulationFailed, StartupError, Unavailable
+from .grid import DEFAULT_VM_BAND
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,12 @@ log = logging.getLogger(__name__)
 class SimulationPool:
     """Owns a ProcessPoolExecutor whose workers have imported the simulation."""
 
-    def __init__(self, spec: str, workers: int, log_level: str) -> None:
+    def __init__(self, spec: str, workers: int, log_level: str, vm_band: tuple[float, float] = DEFAULT_VM_BAND) -> None:
         self.spec = spec
         self.workers = workers
+        self.takes_inputs = False  # learnt from the workers at warm-up
         self._log_level = log_level
+        self._vm_band = vm_band
         self._pool = self._new_pool()
         self._ready = 0
         self._rewarm: asyncio.Task[None] | None = None
@@ -41,7 +44,7 @@ class SimulationPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker.init,
-            initargs=(self.spec, self._log_level),
+            initargs=(self.spec, self._log_level, self._vm_band),
         )
 
     async def warm(self) -> None:
@@ -51,16 +54,17 @@ class SimulationPool:
         seen: set[int] = set()
         async with asyncio.timeout(WORKER_WARMUP_TIMEOUT_S):
             while len(seen) < self.workers:
-                pids = await asyncio.gather(*(loop.run_in_executor(pool, worker.ping) for _ in range(self.workers)))
-                seen.update(pids)
+                answers = await asyncio.gather(*(loop.run_in_executor(pool, worker.ping) for _ in range(self.workers)))
+                seen.update(pid for pid, _ in answers)
+                self.takes_inputs = all(takes for _, takes in answers)
         if pool is self._pool:
             self._ready = self.workers
 
-    async def run(self) -> tuple[float, float, float, float]:
-        """Run the simulation in a worker: (active MW, reactive MVAr, started, finished)."""
+    async def run(self, inputs: Mapping[str, float] | None = None) -> worker.RunOutcome:
+        """Run the simulation in a worker, with these inputs when it takes them."""
         pool = self._pool
         try:
-            future = asyncio.get_running_loop().run_in_executor(pool, worker.run)
+            future = asyncio.get_running_loop().run_in_executor(pool, worker.run, inputs)
         except BrokenProcessPool:
             raise self._died(pool) from None
         except RuntimeError as exc:  # submit after shutdown: the server is stopping
@@ -132,8 +136,10 @@ def _stop(processes: list[multiprocessing.process.BaseProcess], grace_s: float) 
 
 
 @asynccontextmanager
-async def open_pool(spec: str, workers: int, log_level: str) -> AsyncIterator[SimulationPool]:
-    pool = SimulationPool(spec, workers, log_level)
+async def open_pool(
+    spec: str, workers: int, log_level: str, vm_band: tuple[float, float] = DEFAULT_VM_BAND
+) -> AsyncIterator[SimulationPool]:
+    pool = SimulationPool(spec, workers, log_level, vm_band)
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -8,12 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from .constants import DEFAULT_PAGE
-from .errors import BadRequest, NotFound, UnsupportedMediaType
-from .jsonin import JSONTooDeep
-from .jsonin import loads as load_json
+from .errors import NotFound, UnsupportedMediaType
 from .keys import POWERSIM
 from .models import SimulationResult, dumps, power_bodies
-from .service import parse_int
+from .scenario import ScenarioInput, parse_scenario
+from .service import parse_int, parse_status
 
 NO_RESULT = "no simulation has run yet"
 
@@ -22,31 +21,25 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=dumps)
 
 
-async def _no_parameters(request: web.Request) -> None:
-    """The run takes no parameters: accept no body, or an empty JSON object, and nothing else."""
+async def _inputs(request: web.Request) -> ScenarioInput | None:
+    """The run's inputs: no body (or only whitespace) is None, the seed run; otherwise a JSON
+    object validated by ScenarioInput (400 when malformed, 422 naming every bad field)."""
     if not request.body_exists:
-        return
+        return None
     body = await request.read()
     if not body.strip():
-        return
+        return None
     if request.content_type != "application/json":
-        raise UnsupportedMediaType(f"send no body, or an empty JSON object; got {request.content_type}")
-    try:
-        params = load_json(body)
-    except JSONTooDeep as exc:
-        raise BadRequest(f"the body is {exc.msg}") from None
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(params, dict):
-        raise BadRequest("the body must be a JSON object")
-    if params:
-        raise BadRequest(f"unknown parameters: {', '.join(sorted(map(str, params)))[:200]}")
+        raise UnsupportedMediaType(f"send the inputs as a JSON object (application/json); got {request.content_type}")
+    return parse_scenario(body)
 
 
 async def run_simulation(request: web.Request) -> web.Response:
-    await _no_parameters(request)
-    result = await request.app[POWERSIM].run_simulation()
-    return _json(result.to_dict())
+    run = await request.app[POWERSIM].run_simulation(await _inputs(request))
+    if not run.converged:
+        error = f"power flow did not converge: {run.message}"
+        return _json({"error": error, "simulation": run.to_run_dict()}, 422)
+    return _json(run.to_dict())
 
 
 async def _latest(request: web.Request) -> SimulationResult:
@@ -68,16 +61,18 @@ async def simulations(request: web.Request) -> web.Response:
     query = request.query
     limit = parse_int(query["limit"], "limit") if "limit" in query else DEFAULT_PAGE
     before = parse_int(query["before"], "before") if "before" in query else None
-    page = await request.app[POWERSIM].history(limit, before)
-    return _json({"simulations": [r.to_dict() for r in page.simulations], "next_before": page.next_before})
+    status = parse_status(query["status"]) if "status" in query else None
+    page = await request.app[POWERSIM].history(limit, before, status)
+    return _json({"simulations": [r.to_run_dict() for r in page.simulations], "next_before": page.next_before})
 
 
 async def simulation(request: web.Request) -> web.Response:
     run_id = parse_int(request.match_info["id"], "id")
-    result = await request.app[POWERSIM].get(run_id)
+    result = await request.app[POWERSIM].get(run_id, with_details=True)
     if result is None:
         raise NotFound(f"no simulation with id {run_id}")
-    return _json(result.to_dict())
+    # The stored details are spliced in as text: they can be large, and need no parsing here.
+    return web.Response(text=result.to_run_json(with_details=True), content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:

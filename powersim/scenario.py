@@ -16,6 +16,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from .errors import PowerSimError
+from .jsonin import MAX_JSON_DEPTH, nesting_depth
+
 # The error for keys that are not fields: unknown names are echoed, cut to this length and count.
 MAX_NAME_CHARS = 64
 MAX_FIELD_ERRORS = 32
@@ -43,24 +46,32 @@ class ScenarioInput(StrictInput):
         float,
         Field(ge=0.5, le=1.5, description="Voltage set point of the external grid, in per unit (0.5 to 1.5)."),
     ] = 1.02
+    # At least a metre: far shorter lines make pandapower divide by zero (a 500, not an outcome).
     line_length_km: Annotated[
-        float, Field(gt=0, le=100, description="Length of the line from bus 2 to the load, in km (0 < length <= 100).")
+        float,
+        Field(ge=0.001, le=100, description="Length of the line from bus 2 to the load, in km (0.001 to 100)."),
     ] = 0.1
 
 
 SEED = ScenarioInput()
+# The inputs' names, in declaration order: the keyword arguments a simulation takes.
+INPUT_NAMES: tuple[str, ...] = tuple(ScenarioInput.model_fields)
 
 
-class ScenarioError(ValueError):
+class ScenarioError(PowerSimError, ValueError):
     """Base of the two ways a request's inputs can be refused."""
 
 
 class MalformedInput(ScenarioError):
     """The body is not JSON, or not a JSON object (HTTP 400)."""
 
+    status = 400
+
 
 class InvalidInput(ScenarioError):
     """Well-formed JSON whose values are refused (HTTP 422); `fields` names every bad field."""
+
+    status = 422
 
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__(fields)  # args stay (fields,), so that it pickles
@@ -68,6 +79,10 @@ class InvalidInput(ScenarioError):
 
     def __str__(self) -> str:
         return f"invalid input: {', '.join(self.fields)}"
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"fields": self.fields}
 
 
 _COMPARISONS = {
@@ -135,6 +150,8 @@ def parse_scenario(raw: bytes) -> ScenarioInput:
     """
     if not raw.strip():
         return SEED
+    if nesting_depth(raw.decode("utf-8", "replace")) > MAX_JSON_DEPTH:  # the rule for all JSON from outside
+        raise MalformedInput(f"the body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
         return ScenarioInput.model_validate_json(raw)
     except ValidationError as exc:

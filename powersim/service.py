@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from redis.exceptions import RedisError, ResponseError
@@ -18,9 +18,10 @@ from .constants import (
 from .errors import BadRequest, Overloaded, SimulationFailed, Unavailable
 from .latest import LatestStore
 from .logs import loggable
-from .models import InvalidResult, SimulationResult
+from .models import CONVERGED, NOT_CONVERGED, STATUSES, InvalidResult, SimulationResult, Status
 from .pool import SimulationPool
 from .republish import Republisher
+from .scenario import INPUT_NAMES, SEED, InvalidInput, ScenarioInput
 from .storage import Storage
 from .watcher import Watcher
 
@@ -35,6 +36,13 @@ def parse_int(raw: str, name: str) -> int:
         return int(raw)
     except ValueError:
         raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}") from None
+
+
+def parse_status(raw: str) -> Status:
+    for status in STATUSES:
+        if raw == status:
+            return status
+    raise BadRequest(f"status must be one of {', '.join(STATUSES)}, got {raw[:40]!r}")
 
 
 def check_range(value: int, name: str, low: int, high: int) -> int:
@@ -84,13 +92,18 @@ class PowerSim:
         # handler cancelled at shutdown, must not lose a run that has started.
         self._runs: set[asyncio.Task[SimulationResult]] = set()
 
-    async def run_simulation(self) -> SimulationResult:
-        """Run, store and publish one simulation; refuse at once when too much is queued."""
+    async def run_simulation(self, inputs: ScenarioInput | None = None) -> SimulationResult:
+        """Run, store and publish one simulation; refuse at once when too much is queued.
+
+        A run that does not converge is stored and returned (status not_converged), never
+        published: the latest result stays the last one that converged.
+        """
+        resolved = self._resolve(inputs)
         if self.draining:
             raise Unavailable("the server is shutting down; no new runs are accepted")
         if len(self._runs) >= self.max_pending:
             raise Overloaded(f"{len(self._runs)} runs are queued or running (POWERSIM_MAX_PENDING); retry shortly")
-        task = asyncio.create_task(self._run_and_record())
+        task = asyncio.create_task(self._run_and_record(resolved))
         self._runs.add(task)
         task.add_done_callback(self._run_done)
         try:
@@ -131,15 +144,34 @@ class PowerSim:
         if late:
             log.warning("%d runs did not finish within %.0f s and were abandoned", len(late), grace_s)
 
-    async def _run_and_record(self) -> SimulationResult:
-        active, reactive, started, finished = await self.pool.run()
-        if not (math.isfinite(active) and math.isfinite(reactive)):
+    def _resolve(self, inputs: ScenarioInput | None) -> dict[str, float] | None:
+        """The full input set a run is called with and stored with; None for a simulation that
+        takes no inputs, which then refuses any value other than the seed's. (Compared by value,
+        not by which fields were sent: GraphQL fills in its defaults, REST does not.)"""
+        if self.pool.takes_inputs:
+            return (inputs or SEED).model_dump()
+        changed = [name for name in INPUT_NAMES if inputs is not None and getattr(inputs, name) != getattr(SEED, name)]
+        if changed:
+            problem = f"not taken by this simulation ({self.pool.spec})"
+            raise InvalidInput(dict.fromkeys(changed, problem))
+        return None
+
+    async def _run_and_record(self, inputs: dict[str, float] | None) -> SimulationResult:
+        outcome = await self.pool.run(inputs)
+        launched_at = datetime.fromtimestamp(outcome.started, UTC)
+        finished_at = datetime.fromtimestamp(outcome.finished, UTC)
+        if not outcome.converged:
+            run = SimulationResult(None, None, None, launched_at, NOT_CONVERGED, inputs, outcome.message)
+            return replace(run, id=await self.storage.insert_run(run, finished_at))
+        active, reactive = outcome.active_power, outcome.reactive_power
+        if active is None or reactive is None or not (math.isfinite(active) and math.isfinite(reactive)):
             raise SimulationFailed(f"simulation returned a non-finite result ({active}, {reactive})")
-        launched_at = datetime.fromtimestamp(started, UTC)
-        run_id = await self.storage.insert_run(launched_at, datetime.fromtimestamp(finished, UTC), active, reactive)
-        result = SimulationResult(run_id, active, reactive, launched_at)
-        await self._publish(result)
-        return result
+        run = SimulationResult(
+            None, active, reactive, launched_at, CONVERGED, inputs, details_json=outcome.details_json
+        )
+        run = replace(run, id=await self.storage.insert_run(run, finished_at))
+        await self._publish(replace(run, details_json=None))
+        return run
 
     async def _publish(self, result: SimulationResult) -> None:
         try:
@@ -195,18 +227,18 @@ class PowerSim:
         except RedisError:
             return await self.storage.newest_launched()
 
-    async def history(self, limit: int, before: int | None) -> Page:
+    async def history(self, limit: int, before: int | None, status: Status | None = None) -> Page:
         """Newest first; `next_before` is the `before` of the next page, None on the last one."""
         check_range(limit, "limit", 1, MAX_PAGE)
         if before is not None:
             check_range(before, "before", 1, MAX_ID)
-        rows = await self.storage.page(limit + 1, before)
+        rows = await self.storage.page(limit + 1, before, status)
         more = len(rows) > limit
         rows = rows[:limit]
         return Page(rows, rows[-1].id if more and rows else None)
 
-    async def get(self, run_id: int) -> SimulationResult | None:
-        return await self.storage.get(check_range(run_id, "id", 1, MAX_ID))
+    async def get(self, run_id: int, with_details: bool = False) -> SimulationResult | None:
+        return await self.storage.get(check_range(run_id, "id", 1, MAX_ID), with_details)
 
     async def health(self) -> Health:
         database, redis = await asyncio.gather(self.storage.check(), self.store.ping())

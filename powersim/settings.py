@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 from redis.asyncio.connection import parse_url
 
 from .errors import SettingsError
+from .grid import DEFAULT_VM_BAND, check_band
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -28,7 +29,8 @@ class Settings:
     port: int = 5000
     redis_url: str = field(default="redis://127.0.0.1:6479/0", repr=False)  # may carry a password
     database_path: Path = Path("data/powersim.db")
-    simulation: str = "test_sim:run_simulation"
+    simulation: str = "test_sim:run_network"  # returns the solved network: runs have details
+    voltage_band: tuple[float, float] = DEFAULT_VM_BAND  # pu, for buses without min/max_vm_pu
     workers: int = 1
     log_level: str = "INFO"
     max_pending: int = 32  # runs queued or running at once; beyond: 503 with Retry-After
@@ -52,6 +54,7 @@ class Settings:
             redis_url=_redis_url(env.get("REDIS_URL") or cls.redis_url),  # empty: unset, as in serve.sh
             database_path=parse_database_url(env.get("DATABASE_URL", "sqlite:///data/powersim.db")),
             simulation=_simulation(env.get("POWERSIM_SIMULATION", cls.simulation)),
+            voltage_band=_voltage_band(env.get("POWERSIM_VOLTAGE_BAND", "")),
             workers=workers,
             log_level=_log_level(env.get("LOG_LEVEL", cls.log_level)),
             max_pending=_int(env, "POWERSIM_MAX_PENDING", 32 * workers, low=1, high=1_000_000),
@@ -158,6 +161,19 @@ def _simulation(spec: str) -> str:
     if not sep or not module or not attr:
         raise SettingsError(f"POWERSIM_SIMULATION must look like module:function, got {spec!r}")
     return spec
+
+
+def _voltage_band(raw: str) -> tuple[float, float]:
+    """`low,high` in per unit, for example 0.9,1.1; empty: the default 0.95,1.05."""
+    if not raw.strip():
+        return DEFAULT_VM_BAND
+    try:
+        low, high = (float(part) for part in raw.split(","))
+        return check_band((low, high))
+    except ValueError:
+        raise SettingsError(
+            f"POWERSIM_VOLTAGE_BAND must be two numbers low,high with 0 < low < high, like 0.95,1.05; got {raw[:40]!r}"
+        ) from None
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ import aiosqlite
 
 from .constants import DB_BUSY_TIMEOUT_MS, DB_PROBE_BUSY_TIMEOUT_MS, DB_PROBE_INTERVAL_S, DB_PROBE_PAGES
 from .errors import StartupError, Unavailable
-from .models import SimulationResult, format_time, parse_time
+from .models import SimulationResult, Status, dumps, format_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,41 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO health_probe (id) VALUES (1);
     """,
+    # Runs with inputs, an outcome and details. SQLite cannot drop the NOT NULL of the powers
+    # (a run that did not converge has none), so the table is rebuilt, ids and AUTOINCREMENT's
+    # high-water mark carried over. Earlier runs all computed the seed network: they read back
+    # as converged runs with the seed inputs (written out here, as they were then) and no details.
+    """
+    CREATE TABLE simulations_v3 (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        launched_at    TEXT NOT NULL,  -- UTC, fixed-width ISO 8601, so text order is time order
+        finished_at    TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('converged', 'not_converged')),
+        active_power   REAL,           -- MW; null when not converged
+        reactive_power REAL,           -- MVAr; null when not converged
+        inputs         TEXT,           -- JSON object; null for a simulation that takes none
+        message        TEXT,           -- the solver's message when not converged
+        details        TEXT,           -- JSON (grid.Details); null when the simulation gave none
+        CHECK ((status = 'converged') = (active_power IS NOT NULL)),
+        CHECK ((active_power IS NULL) = (reactive_power IS NULL))
+    );
+    INSERT INTO simulations_v3 (id, launched_at, finished_at, status, active_power, reactive_power, inputs)
+        SELECT id, launched_at, finished_at, 'converged', active_power, reactive_power,
+               '{"load_p_mw":0.1,"load_q_mvar":0.05,"ext_grid_vm_pu":1.02,"line_length_km":0.1}'
+        FROM simulations;
+    DELETE FROM sqlite_sequence WHERE name = 'simulations_v3';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'simulations_v3', seq FROM sqlite_sequence WHERE name = 'simulations';
+    DROP TABLE simulations;
+    ALTER TABLE simulations_v3 RENAME TO simulations;
+    -- newest_launched (on every Redis reconnect): the newest converged launch, without a sort.
+    CREATE INDEX simulations_status_launched_at ON simulations (status, launched_at);
+    -- A page of one status, newest id first.
+    CREATE INDEX simulations_status ON simulations (status, id);
+    """,
 )
 
-_COLUMNS = "id, active_power, reactive_power, launched_at"
+_COLUMNS = "id, active_power, reactive_power, launched_at, status, inputs, message"
 
 # The health check's write: a value DB_PROBE_PAGES pages long needs pages of its own (overflow
 # pages), which SQLite takes from the free list or by growing the file, as a run's insert does
@@ -65,16 +98,27 @@ class Storage:
         self._probe: asyncio.Task[bool] | None = None
         self._probed_at = 0.0
 
-    async def insert_run(
-        self, launched_at: datetime, finished_at: datetime, active_power: float, reactive_power: float
-    ) -> int:
-        """Store one run in its own transaction; the id is only returned once the row is durable."""
+    async def insert_run(self, run: SimulationResult, finished_at: datetime) -> int:
+        """Store one run (its id is ignored) in its own transaction; the id is only returned once
+        the row is durable."""
+        assert run.launched_at is not None
+        assert run.status is not None
+        inputs = dumps(dict(run.inputs)) if run.inputs is not None else None
         try:
             async with self._lock, self._transaction():
                 cursor = await self._conn.execute(
-                    "INSERT INTO simulations (launched_at, finished_at, active_power, reactive_power)"
-                    " VALUES (?, ?, ?, ?)",
-                    (format_time(launched_at), format_time(finished_at), active_power, reactive_power),
+                    "INSERT INTO simulations (launched_at, finished_at, status, active_power, reactive_power,"
+                    " inputs, message, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        format_time(run.launched_at),
+                        format_time(finished_at),
+                        run.status,
+                        run.active_power,
+                        run.reactive_power,
+                        inputs,
+                        run.message,
+                        run.details_json,
+                    ),
                 )
         except aiosqlite.Error as exc:
             log.error("storing a run failed: %s", exc)  # the detail stays here, not in the answer
@@ -82,20 +126,29 @@ class Storage:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    async def get(self, run_id: int) -> SimulationResult | None:
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM simulations WHERE id = ?", (run_id,))
+    async def get(self, run_id: int, with_details: bool = False) -> SimulationResult | None:
+        columns = f"{_COLUMNS}, details" if with_details else _COLUMNS
+        rows = await self._fetch(f"SELECT {columns} FROM simulations WHERE id = ?", (run_id,))
         return rows[0] if rows else None
 
-    async def page(self, limit: int, before: int | None) -> list[SimulationResult]:
-        """Newest first by id; `before` is exclusive, for keyset pagination."""
-        if before is None:
-            return await self._fetch(f"SELECT {_COLUMNS} FROM simulations ORDER BY id DESC LIMIT ?", (limit,))
+    async def page(self, limit: int, before: int | None, status: Status | None = None) -> list[SimulationResult]:
+        """Newest first by id, of one status or all; `before` is exclusive, for keyset pagination."""
+        where = ["id < ?"] if before is not None else []
+        params: list[object] = [before] if before is not None else []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        condition = f"WHERE {' AND '.join(where)} " if where else ""
         return await self._fetch(
-            f"SELECT {_COLUMNS} FROM simulations WHERE id < ? ORDER BY id DESC LIMIT ?", (before, limit)
+            f"SELECT {_COLUMNS} FROM simulations {condition}ORDER BY id DESC LIMIT ?", (*params, limit)
         )
 
     async def newest_launched(self) -> SimulationResult | None:
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM simulations ORDER BY launched_at DESC, id DESC LIMIT 1", ())
+        """The converged run launched last: the one `powersim:latest` should hold."""
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM simulations WHERE status = 'converged' ORDER BY launched_at DESC, id DESC LIMIT 1",
+            (),
+        )
         return rows[0] if rows else None
 
     async def check(self) -> bool:
@@ -154,10 +207,7 @@ class Storage:
                 await self._rollback()
 
     async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[SimulationResult]:
-        return [
-            SimulationResult(id=row[0], active_power=row[1], reactive_power=row[2], launched_at=parse_time(row[3]))
-            for row in await self._fetch_raw(sql, params)
-        ]
+        return [_run(row) for row in await self._fetch_raw(sql, params)]
 
     async def _fetch_raw(self, sql: str, params: tuple[object, ...]) -> list[aiosqlite.Row]:
         try:
@@ -176,6 +226,21 @@ class Storage:
                 log.error("rollback failed: %s", exc)
 
 
+def _run(row: aiosqlite.Row) -> SimulationResult:
+    """A row of _COLUMNS (and details, when selected). Inputs are parsed here: a few numbers;
+    details stay text, since they can be large and most callers pass them on unread."""
+    return SimulationResult(
+        id=row[0],
+        active_power=row[1],
+        reactive_power=row[2],
+        launched_at=parse_time(row[3]),
+        status=row[4],
+        inputs=json.loads(row[5]) if row[5] is not None else None,
+        message=row[6],
+        details_json=row[7] if len(row) > 7 else None,
+    )
+
+
 @asynccontextmanager
 async def open_storage(path: Path) -> AsyncIterator[Storage]:
     """Open (creating with owner-only permissions) and migrate the database."""
@@ -186,9 +251,12 @@ async def open_storage(path: Path) -> AsyncIterator[Storage]:
     except (OSError, aiosqlite.Error) as exc:
         raise StartupError(f"cannot open database {path}: {exc}") from exc
     try:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA busy_timeout = {DB_BUSY_TIMEOUT_MS}")
-        await migrate(conn)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute(f"PRAGMA busy_timeout = {DB_BUSY_TIMEOUT_MS}")
+            await migrate(conn)
+        except aiosqlite.Error as exc:  # locked, read-only, corrupt: one line, not a traceback
+            raise StartupError(f"cannot prepare database {path}: {exc}") from exc
         storage = Storage(conn)
         try:
             yield storage

@@ -77,3 +77,102 @@ def fails_slowly() -> tuple[float, float]:
     """Fails after the client had time to give up waiting."""
     time.sleep(1.0)
     raise RuntimeError("power flow did not converge after 10 iterations")
+
+
+# --- what a simulation may take and return (issue 12) ----------------------------------------
+
+
+def echoes(**inputs: float) -> tuple[float, float]:
+    """Takes the inputs as **kwargs; answers with two of them, so a test sees they arrived."""
+    return inputs["load_p_mw"] * 2, inputs["ext_grid_vm_pu"] + inputs["line_length_km"] + inputs["load_q_mvar"]
+
+
+def takes_some(*, load_p_mw: float = 0.1, line_length_km: float = 0.1) -> tuple[float, float]:
+    return load_p_mw, line_length_km
+
+
+def diverges(**inputs: float) -> tuple[float, float]:
+    """pandapower's own exception, as pp.runpp raises it."""
+    from pandapower.powerflow import LoadflowNotConverged
+
+    raise LoadflowNotConverged("Power Flow nr did not converge after 10 iterations!")
+
+
+class LoadflowNotConverged(Exception):
+    """Not pandapower's (the name is, on purpose): a user's exception that only shares the
+    name is a failed run, not a non-convergence."""
+
+
+def diverges_by_name_only() -> tuple[float, float]:
+    raise LoadflowNotConverged("looks like it, is not")
+
+
+def unsolved_network() -> object:
+    """A network pandapower never solved (net.converged is false)."""
+    import test_sim
+
+    return test_sim.build_network()
+
+
+def solved_network() -> object:
+    """The seed network, solved, with a load out of service and a second load: P and Q are the
+    sums over res_load, the out-of-service one counting 0."""
+    import pandapower as pp
+
+    import test_sim
+
+    net = test_sim.build_network()
+    pp.create_load(net, bus=2, p_mw=0.02, q_mvar=0.01, name="Second load")
+    pp.create_load(net, bus=2, p_mw=5.0, q_mvar=5.0, name="Off", in_service=False)
+    pp.runpp(net)
+    return net
+
+
+class _Unreadable:
+    @property
+    def columns(self) -> object:
+        raise RuntimeError("this table cannot be read")
+
+
+def odd_network() -> object:
+    """Shaped like a network at a glance, unreadable as one."""
+    return {"bus": _Unreadable(), "converged": True}
+
+
+def big_index() -> object:
+    """The seed network with its line at an index beyond GraphQL's 32-bit Int."""
+    import pandapower as pp
+
+    import test_sim
+
+    net = test_sim.build_network()
+    net.line.index = [3_000_000_000]
+    pp.runpp(net)
+    return net
+
+
+def infinite_load() -> object:
+    """A solved network whose load result is not finite: no total can be right."""
+    import test_sim
+
+    net = test_sim.run_network()
+    net.res_load.loc[0, "p_mw"] = float("inf")
+    return net
+
+
+class _Ambiguous:
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value is ambiguous")
+
+
+def ambiguous_converged() -> object:
+    return {"bus": None, "converged": _Ambiguous()}
+
+
+class _Hostile(dict[str, object]):
+    def __contains__(self, key: object) -> bool:
+        raise RuntimeError("boom in __contains__")
+
+
+def hostile_mapping() -> object:
+    return _Hostile()

@@ -186,11 +186,47 @@ async def test_image_serves_runs_and_pushes() -> None:
                 assert resp.status == 200
                 result = await resp.json()
             assert (result["active_power"], result["reactive_power"]) == (pytest.approx(0.1), pytest.approx(0.05))
+            assert (result["status"], result["inputs"]) == ("converged", SEED_INPUTS)
             assert await ws.receive_json(timeout=10) == result
             async with session.get(f"{base}/simulations/{result['id']}") as resp:
-                assert await resp.json() == result
+                stored = await resp.json()
     finally:
         stop_containers_on(port.group(1))
+    # The image runs the default simulation, test_sim:run_network: the run has its details.
+    assert list(stored) == [*result, "message", "details"]
+    assert {key: stored[key] for key in result} == result
+    assert stored["message"] is None
+    details = stored["details"]
+    assert set(details) == {"buses", "lines", "transformers", "external_grids", "losses", "violations"}
+    expected = await asyncio.to_thread(seed_line_loading)
+    assert details["lines"][0]["loading_percent"] == pytest.approx(expected, rel=1e-9)
+    # The seed network overloads its line (about 118 %): the one violation.
+    assert details["violations"] == [
+        {
+            "element": "line",
+            "index": 0,
+            "name": "Line",
+            "kind": "overload",
+            "value": details["lines"][0]["loading_percent"],
+            "limit": 100,
+        }
+    ]
+
+
+SEED_INPUTS = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
+
+
+def seed_line_loading() -> float:
+    """The line's loading in the seed network, from pandapower run here, independently of the image."""
+    import pandapower as pp  # imported here: pandapower takes seconds to import, collection should not
+
+    import test_sim
+
+    net = test_sim.build_network(**SEED_INPUTS)
+    pp.runpp(net, numba=False)  # numba is not installed on purpose: say so, rather than log it
+    loading = float(net.res_line.loading_percent.at[0])
+    assert loading > 100
+    return loading
 
 
 def stop_containers_on(port: str) -> None:

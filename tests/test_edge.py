@@ -50,10 +50,16 @@ def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
+        # The run's inputs are parsed by pydantic, after the same depth check as all outside JSON.
         ("/run-simulation", b"[" * DEEP + b"]" * DEEP, "the body is nested too deeply (more than 64 levels)"),
         (
             "/run-simulation",
             b'{"a":' * 2500 + b"1" + b"}" * 2500,
+            "the body is nested too deeply (more than 64 levels)",
+        ),
+        (
+            "/run-simulation",
+            b'{"load_p_mw":' + b"[" * DEEP + b"]" * DEEP + b"}",
             "the body is nested too deeply (more than 64 levels)",
         ),
         ("/graphql", b"[" * DEEP + b"]" * DEEP, "the JSON is nested too deeply (more than 64 levels)"),

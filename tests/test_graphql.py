@@ -18,7 +18,10 @@ from powersim.gql import schema
 from .conftest import ClientFactory
 
 Client = TestClient[Any, Any]
-RESULT_FIELDS = "id activePower reactivePower launchedAt"
+RESULT_FIELDS = "id activePower reactivePower launchedAt status inputs { loadPMw loadQMvar extGridVmPu lineLengthKm }"
+INPUT_FIELDS = {"loadPMw": "load_p_mw", "loadQMvar": "load_q_mvar", "extGridVmPu": "ext_grid_vm_pu"} | {
+    "lineLengthKm": "line_length_km"
+}
 
 
 async def gql(client: Client, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -29,12 +32,15 @@ async def gql(client: Client, query: str, variables: dict[str, Any] | None = Non
 
 
 def as_rest(result: dict[str, Any]) -> dict[str, Any]:
-    """The REST shape of a GraphQL SimulationResult."""
+    """The REST shape (the compact form) of a GraphQL SimulationResult."""
+    inputs = result["inputs"]
     return {
         "id": int(result["id"]) if result["id"] is not None else None,
         "active_power": result["activePower"],
         "reactive_power": result["reactivePower"],
         "launched_at": result["launchedAt"],
+        "status": result["status"],
+        "inputs": {INPUT_FIELDS[name]: value for name, value in inputs.items()} if inputs is not None else None,
     }
 
 
@@ -48,8 +54,10 @@ async def test_mutation_uses_the_rest_path(client: Client, redis_client: aioredi
     result = body["data"]["runSimulation"]
     assert result["id"] == "1"
     assert (result["activePower"], result["reactivePower"]) == (0.1, 0.05)
+    assert (result["status"], result["inputs"]) == ("converged", None)  # tests.sims:fixed takes no inputs
     # Same storage and the same Redis write as POST /run-simulation.
-    assert await (await client.get("/simulations/1")).json() == as_rest(result)
+    stored = as_rest(result) | {"message": None, "details": None}
+    assert await (await client.get("/simulations/1")).json() == stored
     assert json.loads(await redis_client.get(LATEST_KEY)) == as_rest(result)
     rest_run = await (await client.post("/run-simulation")).json()
     assert rest_run["id"] == 2
@@ -161,7 +169,25 @@ async def test_subscription_sees_rest_runs_and_outside_writers(client: Client, r
         assert as_rest(await next_payload(ws)) == ran
         await redis_client.set(LATEST_KEY, json.dumps({"active_power": 0.25, "reactive_power": 0.125}))
         outside = await next_payload(ws)
-        assert outside == {"id": None, "activePower": 0.25, "reactivePower": 0.125, "launchedAt": None}
+        assert outside == {
+            "id": None,
+            "activePower": 0.25,
+            "reactivePower": 0.125,
+            "launchedAt": None,
+            "status": None,
+            "inputs": None,
+        }
+        # An outside writer's own input names have no field: only the seed network's are shown.
+        written = {"active_power": 1, "reactive_power": 2, "status": "converged"}
+        await redis_client.set(LATEST_KEY, json.dumps(written | {"inputs": {"load_p_mw": 0.3, "wind_speed": 7}}))
+        assert as_rest(await next_payload(ws)) == {
+            "id": None,
+            "active_power": 1.0,
+            "reactive_power": 2.0,
+            "launched_at": None,
+            "status": "converged",
+            "inputs": {"load_p_mw": 0.3, "load_q_mvar": None, "ext_grid_vm_pu": None, "line_length_km": None},
+        }
         await ws.send_json({"id": "1", "type": "complete"})
 
 

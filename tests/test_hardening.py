@@ -84,23 +84,48 @@ async def test_large_bodies_are_refused(client: Client, settings: Settings) -> N
     assert rows(settings) == []
 
 
+NOT_JSON = "send the inputs as a JSON object (application/json); got "
+
+
 @pytest.mark.parametrize(
-    ("body", "content_type", "status", "message"),
+    ("body", "content_type", "status", "answer"),
     [
-        (b"x=1", "application/x-www-form-urlencoded", 415, "send no body, or an empty JSON object"),
-        (b"hello", "text/plain", 415, "send no body"),
-        (b"{not json", "application/json", 400, "not valid JSON"),
-        (b"[]", "application/json", 400, "must be a JSON object"),
-        (b'{"p_mw": 1}', "application/json", 400, "unknown parameters: p_mw"),
+        (b"x=1", "application/x-www-form-urlencoded", 415, {"error": NOT_JSON + "application/x-www-form-urlencoded"}),
+        (b"hello", "text/plain", 415, {"error": NOT_JSON + "text/plain"}),
+        (b'{"load_p_mw": 0.2}', "text/plain", 415, {"error": NOT_JSON + "text/plain"}),
+        (b"{not json", "application/json", 400, {"error": "the body is not valid JSON"}),
+        (b"[]", "application/json", 400, {"error": "the body must be a JSON object"}),
+        (b"null", "application/json", 400, {"error": "the body must be a JSON object"}),
+        (
+            b'{"p_mw": 1}',
+            "application/json",
+            422,
+            {"error": "invalid input: p_mw", "fields": {"p_mw": "unknown field"}},
+        ),
+        (  # a known input, but tests.sims:fixed takes none
+            b'{"load_p_mw": 0.2}',
+            "application/json",
+            422,
+            {
+                "error": "invalid input: load_p_mw",
+                "fields": {"load_p_mw": "not taken by this simulation (tests.sims:fixed)"},
+            },
+        ),
     ],
 )
-async def test_run_body_must_be_empty_or_an_empty_object(
-    client: Client, settings: Settings, body: bytes, content_type: str, status: int, message: str
+async def test_run_body_must_be_a_json_object_of_inputs(
+    client: Client,
+    settings: Settings,
+    redis_client: aioredis.Redis,
+    body: bytes,
+    content_type: str,
+    status: int,
+    answer: dict[str, Any],
 ) -> None:
-    await expect_error(
-        await client.post("/run-simulation", data=body, headers={"Content-Type": content_type}), status, message
-    )
+    resp = await client.post("/run-simulation", data=body, headers={"Content-Type": content_type})
+    assert (resp.status, resp.content_type, await resp.json()) == (status, "application/json", answer)
     assert rows(settings) == []
+    assert await redis_client.get(LATEST_KEY) is None
     assert (await client.post("/run-simulation", json={})).status == 200
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from powersim.constants import LATEST_KEY, REDIS_CLOCK_ALLOWANCE_S
 from powersim.latest import LAUNCH_CHECK, LatestStore, open_latest_store
-from powersim.models import InvalidResult, SimulationResult, format_time, parse_result
+from powersim.models import InvalidResult, SimulationResult, dumps, format_time, parse_result
+from powersim.scenario import INPUT_NAMES
 
 from .redis_server import RedisServer
-from .test_live import next_json
+from .test_live import next_json, write
 
 Client = TestClient[Any, Any]
 
@@ -36,8 +37,20 @@ async def redis_now(client: aioredis.Redis) -> datetime:
     return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=micros)
 
 
-def run(run_id: int, launched_at: datetime) -> SimulationResult:
-    return SimulationResult(run_id, 0.1 * run_id, 0.05, launched_at)
+SEED_INPUTS = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
+
+
+def run(run_id: int, launched_at: datetime, inputs: dict[str, float] | None = None) -> SimulationResult:
+    """A converged run as powersim publishes it (a not-converged one is never published)."""
+    return SimulationResult(run_id, 0.1 * run_id, 0.05, launched_at, "converged", inputs)
+
+
+def old_form(run_id: int, launched_at: datetime) -> str:
+    """A value as powersim wrote it before runs had a status and inputs, written out by hand."""
+    return (
+        f'{{"id":{run_id},"active_power":{0.1 * run_id},"reactive_power":0.05,'
+        f'"launched_at":"{format_time(launched_at)}"}}'
+    )
 
 
 async def stored(client: aioredis.Redis) -> Any:
@@ -70,32 +83,65 @@ async def test_an_older_launch_never_replaces_a_newer_one(store: LatestStore, re
     assert await stored(redis_client) == newest.to_dict()
 
 
-async def test_a_launch_slightly_ahead_of_redis_clock_holds_runs_back(
+async def test_an_older_launch_with_inputs_never_replaces_a_newer_one(
     store: LatestStore, redis_client: aioredis.Redis
 ) -> None:
     now = await redis_now(redis_client)
-    ahead = run(7, now + timedelta(seconds=REDIS_CLOCK_ALLOWANCE_S - 2))  # another machine's clock, a bit fast
-    await redis_client.set(LATEST_KEY, ahead.to_json())
-    assert not await store.publish(run(8, now))
-    assert await stored(redis_client) == ahead.to_dict()
+    other = {"load_p_mw": -0.25, "load_q_mvar": 1e-05, "ext_grid_vm_pu": 1.0, "line_length_km": 100.0}
+    newer, older = run(2, now, SEED_INPUTS), run(1, now - timedelta(microseconds=1), other)
+    assert await store.publish(newer)
+    assert not await store.publish(older)
+    assert not await store.publish(run(3, now - timedelta(microseconds=1)))  # without inputs neither
+    assert await redis_client.get(LATEST_KEY) == newer.to_json().encode()
+    newest = run(4, now + timedelta(microseconds=1), other)
+    assert await store.publish(newest)
+    assert await stored(redis_client) == newest.to_dict()
+    assert (await stored(redis_client))["inputs"] == other
 
 
+# The forms powersim writes: a run with inputs, one of a simulation that takes none, and a value
+# written before runs had a status and inputs (by an older powersim sharing this Redis).
+OUR_FORMS = [
+    pytest.param(lambda n, t: run(n, t, SEED_INPUTS).to_json(), id="with inputs"),
+    pytest.param(lambda n, t: run(n, t).to_json(), id="inputs null"),
+    pytest.param(old_form, id="old form"),
+]
+
+
+@pytest.mark.parametrize("form", OUR_FORMS)
+async def test_a_launch_slightly_ahead_of_redis_clock_holds_runs_back(
+    store: LatestStore, redis_client: aioredis.Redis, form: Callable[[int, datetime], str]
+) -> None:
+    now = await redis_now(redis_client)
+    ahead = form(7, now + timedelta(seconds=REDIS_CLOCK_ALLOWANCE_S - 2))  # another machine's clock, a bit fast
+    await redis_client.set(LATEST_KEY, ahead)
+    assert not await store.publish(run(8, now, SEED_INPUTS))
+    assert await redis_client.get(LATEST_KEY) == ahead.encode()
+
+
+@pytest.mark.parametrize("form", OUR_FORMS)
 @pytest.mark.parametrize("ahead_s", [REDIS_CLOCK_ALLOWANCE_S + 3, 86_400 * 365 * 7000])
 async def test_a_launch_dated_beyond_the_allowance_is_replaced(
-    store: LatestStore, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture, ahead_s: float
+    store: LatestStore,
+    redis_client: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    ahead_s: float,
+    form: Callable[[int, datetime], str],
 ) -> None:
     caplog.set_level(logging.INFO, logger="powersim.latest")
     now = await redis_now(redis_client)
-    dated = run(7, min(now + timedelta(seconds=ahead_s), datetime(9999, 12, 31, 23, 59, 59, 999999, UTC)))
-    await redis_client.set(LATEST_KEY, dated.to_json())
-    ours = run(8, now)
+    dated = min(now + timedelta(seconds=ahead_s), datetime(9999, 12, 31, 23, 59, 59, 999999, UTC))
+    await redis_client.set(LATEST_KEY, form(7, dated))
+    ours = run(8, now, SEED_INPUTS)
     assert await store.publish(ours)
     assert await stored(redis_client) == ours.to_dict()
-    assert sum(format_time(dated.launched_at or now) in r.getMessage() for r in caplog.records) == 1
+    assert sum(format_time(dated) in r.getMessage() for r in caplog.records) == 1
 
 
 # Each is launched just ahead of Redis's clock ({t}, inside the allowance), so that only its
 # shape can be why it is replaced: a launch in that form would hold the run back.
+HEAD = '{{"id":1,"active_power":1,"reactive_power":2,"launched_at":"{t}"'
+SEED_JSON = json.dumps(SEED_INPUTS, separators=(",", ":")).replace("{", "{{").replace("}", "}}")
 NOT_LAUNCHES = [
     pytest.param('{{"launched_at":"{t}"}}', id="no powers"),
     pytest.param('{{"id":1,"active_power":"1","reactive_power":2,"launched_at":"{t}"}}', id="string power"),
@@ -110,6 +156,26 @@ NOT_LAUNCHES = [
     pytest.param('{{"id":1, "active_power":1,"reactive_power":2,"launched_at":"{t}"}}', id="a space"),
     pytest.param('{{"id":1,"active_power":1,"reactive_power":2,"launched_at":"{t}"}}' + " " * 5000, id="huge"),
     pytest.param('{{"id":1,"active_power":1,"reactive_power":2,"launched_at":"{bad_date}"}}', id="Feb 30"),
+    # A run that did not converge is never the latest: such a value is not a launch, whatever it holds.
+    pytest.param(HEAD + ',"status":"not_converged","inputs":' + SEED_JSON + "}}", id="not converged"),
+    pytest.param(
+        '{{"id":1,"active_power":null,"reactive_power":null,"launched_at":"{t}","status":"not_converged",'
+        '"inputs":' + SEED_JSON + ',"message":"Power Flow nr did not converge after 10 iterations!"}}',
+        id="a stored not-converged run",
+    ),
+    pytest.param(HEAD + ',"status":null,"inputs":null}}', id="status null"),
+    pytest.param(HEAD + ',"status":"CONVERGED","inputs":null}}', id="status upper case"),
+    pytest.param(HEAD + ',"status":"converged"}}', id="no inputs"),
+    pytest.param(HEAD + ',"inputs":null,"status":"converged"}}', id="keys swapped"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{,}}}}', id="inputs {,}"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{"a":1,}}}}', id="trailing comma"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{"Load_P":1}}}}', id="upper-case name"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{"a":NaN}}}}', id="NaN input"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{"a":"1"}}}}', id="string input"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{"a":true}}}}', id="bool input"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{"' + "n" * 65 + '":1}}}}', id="65-char name"),
+    pytest.param(HEAD + ',"status":"converged","inputs":[1]}}', id="inputs a list"),
+    pytest.param(HEAD + ',"status":"converged","inputs":{{"a":1}}}}}}', id="one brace too many"),
 ]
 
 
@@ -120,7 +186,7 @@ async def test_values_that_are_not_launches_never_hold_a_run_back(
     now = await redis_now(redis_client)
     ahead = format_time(now + timedelta(seconds=2))
     await redis_client.set(LATEST_KEY, value.format(t=ahead, bad_date=ahead[:5] + "02-30" + ahead[10:]))
-    ours = run(1, now)
+    ours = run(1, now, SEED_INPUTS)
     assert await store.publish(ours)
     assert await stored(redis_client) == ours.to_dict()
 
@@ -137,7 +203,7 @@ async def test_after_a_dated_value_runs_are_written_pushed_and_served(
     client: Client, redis_client: aioredis.Redis, value: str
 ) -> None:
     ahead = format_time(await redis_now(redis_client) + timedelta(seconds=2))
-    await redis_client.set(LATEST_KEY, value.format(t=ahead))
+    await write(client, redis_client, value.format(t=ahead))  # read by the watcher before the snapshot
     async with client.ws_connect("/simulator-subscribe") as ws:
         await next_json(ws)
         result = await (await client.post("/run-simulation")).json()
@@ -164,12 +230,94 @@ TIMES = st.one_of(
     st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z"),
     st.text(max_size=30),
 )
+# What follows launched_at. Ours: nothing (the old form), or the status and the inputs (null, or
+# an object of lower-case names up to 64 characters and finite JSON numbers).
+OUR_NAMES = st.one_of(st.sampled_from(INPUT_NAMES), st.from_regex(r"\A[a-z_][a-z0-9_]{0,63}\Z"))
+FINITE_NUMBERS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),  # 1e-300, -0.0, 1e+16...
+    st.integers(-(10**15), 10**15).map(str),
+    st.from_regex(r"\A-?(0|[1-9][0-9]{0,3})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?\Z"),
+)
+NAMES = st.one_of(
+    OUR_NAMES,
+    st.from_regex(r"\A[a-z_][a-z0-9_]{64,70}\Z"),  # too long
+    st.sampled_from(["A", "Load_P", "1a", "", "a-b", "a b", "\u00e9", 'a\\"b', "a\\u0041", "a,b", "a}", "a:1"]),
+    st.text(max_size=6),  # written raw, unescaped
+)
+INPUT_OBJECTS = st.one_of(
+    st.lists(st.builds(lambda n, x: f'"{n}":{x}', NAMES, st.one_of(FINITE_NUMBERS, NUMBERS)), max_size=5).map(
+        lambda entries: "{" + ",".join(entries) + "}"
+    ),
+    st.sampled_from(
+        [
+            *("null", "{}", "{,}", '{"a":1,}', '{,"a":1}', '{"a":1,,"b":2}', '{"a" :1}', '{"a": 1}', "{ }", "[]"),
+            *('"x"', "true", "1", "NULL", '{"a":"1"}', '{"a":true}', '{"a":null}', '{"a":{"b":1}}', '{"a":[1]}'),
+            *('{"a":1}}', '{{"a":1}', '{"A":1}', '{"a":NaN}', '{"a":Infinity}', '{"a":-Infinity}', '{"a":1}{"b":2}'),
+        ]
+    ),
+)
+STATUS_TEXTS = st.sampled_from(
+    ['"converged"', '"not_converged"', "null", '"CONVERGED"', '"Converged"', '"converged "', "1", '""', "converged"]
+)
+LAYOUTS = st.sampled_from(
+    [
+        ',"status":{s},"inputs":{i}}}',
+        ',"status":{s}}}',
+        ',"inputs":{i}}}',
+        ',"inputs":{i},"status":{s}}}',
+        ',"status":{s},"inputs":{i},"x":1}}',
+        ',"status":{s},"inputs":{i}',
+        ',"status":{s},"inputs":{i}}}}}',
+        ',"status":{s},"inputs":{i}}} ',
+        ', "status":{s},"inputs":{i}}}',
+        ',"status":{s},"inputs":{i},"status":"not_converged"}}',
+    ]
+)
+
+
+@st.composite
+def tails(draw: st.DrawFn) -> tuple[str, bool]:
+    """A text to follow launched_at, and whether the value is then in our own form (it must be
+    honoured as a launch); False claims nothing either way."""
+    kind = draw(st.sampled_from(["old", "null", "ours", "ours", "mangled", "mangled", "any"]))
+    if kind == "old":
+        return "}", True
+    if kind == "null":
+        return ',"status":"converged","inputs":null}', True
+    if kind == "ours":
+        entries = draw(st.lists(st.builds(lambda n, x: f'"{n}":{x}', OUR_NAMES, FINITE_NUMBERS), max_size=6))
+        return ',"status":"converged","inputs":{' + ",".join(entries) + "}}", True
+    if kind == "mangled":
+        return draw(LAYOUTS).format(s=draw(STATUS_TEXTS), i=draw(INPUT_OBJECTS)), False
+    return draw(st.text(max_size=20)), False
+
+
 NEAR_LAUNCHES = st.builds(
-    lambda i, p, q, t: f'{{"id":{i},"active_power":{p},"reactive_power":{q},"launched_at":"{t}"}}',
+    lambda i, p, q, t, tail: f'{{"id":{i},"active_power":{p},"reactive_power":{q},"launched_at":"{t}"{tail[0]}',
     IDS,
     NUMBERS,
     NUMBERS,
     TIMES,
+    st.one_of(st.just(("}", True)), tails()),
+)
+OUR_INPUTS = st.one_of(
+    st.none(),
+    st.builds(  # a run's resolved inputs: anything ScenarioInput accepts
+        lambda p, q, vm, length: {"load_p_mw": p, "load_q_mvar": q, "ext_grid_vm_pu": vm, "line_length_km": length},
+        st.floats(-1000, 1000),
+        st.floats(-1000, 1000),
+        st.floats(0.5, 1.5),
+        st.floats(0, 100, exclude_min=True),
+    ),
+    st.dictionaries(  # a custom simulation's, numbers of every shape JSON gives a float
+        OUR_NAMES,
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-(10**18), 10**18).map(float),  # integral: 3.0, 1e+18
+            st.floats(min_value=-1e-300, max_value=1e-300),  # tiny: exponents
+        ),
+        max_size=6,
+    ),
 )
 OUR_RESULTS = st.builds(
     SimulationResult,
@@ -177,22 +325,22 @@ OUR_RESULTS = st.builds(
     st.floats(allow_nan=False, allow_infinity=False),
     st.floats(allow_nan=False, allow_infinity=False),
     st.datetimes(timezones=st.just(UTC)),
+    st.just("converged"),
+    OUR_INPUTS,
 )
 
 
-@given(raw=st.one_of(NEAR_LAUNCHES, st.text(max_size=120), st.binary(max_size=120)))
-@example(raw='{"id":1,"active_power":1,"reactive_power":2,"launched_at":"2026-13-01T00:00:00.000000Z"}')
-@example(raw='{"id":1,"active_power":1,"reactive_power":2,"launched_at":"2026-11-24T24:00:00.000000Z"}')
-@example(raw='{"id":1,"active_power":1,"reactive_power":2,"launched_at":"2024-02-29T23:59:59.999999Z"}')
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_value_the_script_honours_is_one_the_watcher_accepts(redis_server: RedisServer, raw: str | bytes) -> None:
+def launch_check(redis_server: RedisServer, raw: str | bytes) -> bytes | None:
+    """The script's verdict on a stored value: its launch time, or None (not a launch)."""
     client = redis_server.client()
     try:
-        launch = client.eval(LAUNCH_CHECK, 0, raw)
+        launch = cast(bytes | None, client.eval(LAUNCH_CHECK, 0, raw))  # a sync client: no Awaitable
     finally:
         client.close()
-    if launch is None:
-        return  # replaced by any run: nothing to prove
+    return launch
+
+
+def assert_the_watcher_accepts(raw: str | bytes, launch: bytes) -> None:
     try:
         result = parse_result(raw)
     except InvalidResult as exc:
@@ -201,15 +349,61 @@ def test_every_value_the_script_honours_is_one_the_watcher_accepts(redis_server:
     assert format_time(result.launched_at) == launch.decode()
 
 
+@given(raw=st.one_of(NEAR_LAUNCHES, st.text(max_size=120), st.binary(max_size=120)))
+@example(raw='{"id":1,"active_power":1,"reactive_power":2,"launched_at":"2026-13-01T00:00:00.000000Z"}')
+@example(raw='{"id":1,"active_power":1,"reactive_power":2,"launched_at":"2026-11-24T24:00:00.000000Z"}')
+@example(raw='{"id":1,"active_power":1,"reactive_power":2,"launched_at":"2024-02-29T23:59:59.999999Z"}')
+@example(raw='{"id":1,"active_power":1,"reactive_power":2,"launched_at":"2024-02-29T23:59:59.999999Z","inputs":{}}')
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_value_the_script_honours_is_one_the_watcher_accepts(redis_server: RedisServer, raw: str | bytes) -> None:
+    launch = launch_check(redis_server, raw)
+    if launch is not None:  # otherwise it is replaced by any run: nothing to prove
+        assert_the_watcher_accepts(raw, launch)
+
+
+A_RUN = SimulationResult(1, 0.1, 0.05, datetime(2026, 11, 24, tzinfo=UTC), "converged")
+IN = ',"status":"converged","inputs":'
+
+
+@given(result=OUR_RESULTS, tail=tails())
+@example(result=A_RUN, tail=(IN + "{,}}", False))
+@example(result=A_RUN, tail=(IN + '{"a":1,}}', False))
+@example(result=A_RUN, tail=(IN + '{"A":1}}', False))
+@example(result=A_RUN, tail=(IN + '{"a":NaN}}', False))
+@example(result=A_RUN, tail=(IN + '{"a":1e400}}', False))
+@example(result=A_RUN, tail=(IN + '{"' + "n" * 64 + '":1e-400,"_9":-0}}', True))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_tail_the_script_honours_is_one_the_watcher_accepts(
+    redis_server: RedisServer, result: SimulationResult, tail: tuple[str, bool]
+) -> None:
+    """Valid heads, then what follows launched_at: ours is honoured, the rest as the watcher reads it."""
+    text = result.to_json()
+    raw = text[: text.index(',"status":')] + tail[0]
+    launch = launch_check(redis_server, raw)
+    assert result.launched_at is not None
+    if tail[1]:
+        assert launch == format_time(result.launched_at).encode(), raw
+    if launch is not None:
+        assert_the_watcher_accepts(raw, launch)
+
+
 @given(result=OUR_RESULTS)
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_result_powersim_writes_is_honoured_as_a_launch(
     redis_server: RedisServer, result: SimulationResult
 ) -> None:
-    client = redis_server.client()
-    try:
-        launch = client.eval(LAUNCH_CHECK, 0, result.to_json())
-    finally:
-        client.close()
+    """Today's form, and the form without status and inputs an older powersim wrote."""
     assert result.launched_at is not None
-    assert launch == format_time(result.launched_at).encode()
+    launched = format_time(result.launched_at).encode()
+    assert launch_check(redis_server, result.to_json()) == launched
+    old = {key: value for key, value in result.to_dict().items() if key not in ("status", "inputs")}
+    assert launch_check(redis_server, dumps(old)) == launched
+
+
+def test_the_old_form_written_by_hand_is_honoured(redis_server: RedisServer) -> None:
+    moment = datetime(2026, 11, 24, 10, 0, 0, 250000, UTC)
+    assert old_form(3, moment) == '{"id":3,"active_power":0.30000000000000004,"reactive_power":0.05,' + (
+        '"launched_at":"2026-11-24T10:00:00.250000Z"}'
+    )
+    assert launch_check(redis_server, old_form(3, moment)) == b"2026-11-24T10:00:00.250000Z"
+    assert launch_check(redis_server, old_form(3, moment)[:-1] + ',"status":"converged"}') is None

@@ -26,7 +26,7 @@ from .redis_server import RedisServer
 from .waiting import eventually
 
 Client = TestClient[Any, Any]
-EMPTY = {"id": None, "active_power": None, "reactive_power": None, "launched_at": None}
+EMPTY = {"id": None, "active_power": None, "reactive_power": None, "launched_at": None, "status": None, "inputs": None}
 
 
 async def next_json(ws: aiohttp.ClientWebSocketResponse, wait: float = 5) -> dict[str, Any]:
@@ -69,11 +69,25 @@ async def test_snapshot_is_the_current_result(client: Client) -> None:
         await assert_silent(ws)
 
 
+def fixed_run(result: dict[str, Any]) -> dict[str, Any]:
+    """A run of tests.sims:fixed as every client sees it: it takes no inputs, so they are null."""
+    return {
+        "id": result["id"],
+        "active_power": 0.1,
+        "reactive_power": 0.05,
+        "launched_at": result["launched_at"],
+        "status": "converged",
+        "inputs": None,
+    }
+
+
 async def test_a_run_reaches_every_subscriber_once(client: Client) -> None:
     async with client.ws_connect("/simulator-subscribe") as one, client.ws_connect("/simulator-subscribe") as two:
         assert await next_json(one) == EMPTY
         assert await next_json(two) == EMPTY
         result = await (await client.post("/run-simulation")).json()
+        assert result == fixed_run(result)
+        assert list(result) == list(EMPTY)  # the compact form's keys, in order
         assert await next_json(one) == result
         assert await next_json(two) == result
         await assert_silent(one)
@@ -84,13 +98,34 @@ async def test_outside_writer_is_pushed_and_served(client: Client, redis_client:
     async with client.ws_connect("/simulator-subscribe") as ws:
         await next_json(ws)
         await redis_client.set(LATEST_KEY, value(0.25, 0.125, comment="dropped"))
-        assert await next_json(ws) == {"id": None, "active_power": 0.25, "reactive_power": 0.125, "launched_at": None}
+        assert await next_json(ws) == EMPTY | {"active_power": 0.25, "reactive_power": 0.125}
         assert await (await client.get("/active-power")).json() == {
             "id": None,
             "active_power": 0.25,
             "launched_at": None,
         }
         assert (await (await client.get("/reactive-power")).json())["reactive_power"] == 0.125
+
+
+async def test_an_outside_writers_status_and_inputs_are_pushed(client: Client, redis_client: aioredis.Redis) -> None:
+    """A script that runs its own simulation may say which inputs it used, under its own names."""
+    async with client.ws_connect("/simulator-subscribe") as ws:
+        await next_json(ws)
+        inputs = {"load_p_mw": 2, "wind_speed": -1.5e-3}
+        await redis_client.set(LATEST_KEY, value(0.25, 0.125, status="converged", inputs=inputs, message="kept out"))
+        assert await next_json(ws) == EMPTY | {
+            "active_power": 0.25,
+            "reactive_power": 0.125,
+            "status": "converged",
+            "inputs": {"load_p_mw": 2.0, "wind_speed": -0.0015},
+        }
+        await redis_client.set(LATEST_KEY, value(0.5, status=None, inputs=None))
+        assert await next_json(ws) == EMPTY | {"active_power": 0.5, "reactive_power": 0.5}
+        assert await (await client.get("/active-power")).json() == {
+            "id": None,
+            "active_power": 0.5,
+            "launched_at": None,
+        }
 
 
 BAD_VALUES = [
@@ -109,6 +144,13 @@ BAD_VALUES = [
     b'{"active_power": 0.25, "reactive_power": 0.125, "id": "seven"}',
     b'{"active_power": 0.25, "reactive_power": 0.125, "launched_at": "tuesday"}',
     b'{"active_power": 0.25, "reactive_power": 0.125, "pad": "' + b"x" * (4 * MAX_VALUE_BYTES) + b'"}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "status": "not_converged"}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "status": "failed"}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "inputs": [0.1, 0.05]}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "inputs": {"load_p_mw": NaN}}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "inputs": {"load_p_mw": "0.1"}}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "inputs": {"load_p_mw": false}}',
+    b'{"active_power": 0.25, "reactive_power": 0.125, "inputs": {"' + b"n" * 65 + b'": 1}}',
 ]
 
 
@@ -238,8 +280,9 @@ async def test_gets_are_served_from_memory(client: Client, redis_client: aioredi
     assert set(stats) <= {"cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config"}, stats
 
 
-def stuck_websocket(port: int) -> socket.socket:
+def stuck_websocket(port: int | None) -> socket.socket:
     """A client that completes the handshake and then never reads a byte."""
+    assert port is not None, "the test server is not listening"
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))

@@ -14,23 +14,72 @@ from hypothesis import strategies as st
 from powersim.constants import MAX_VALUE_BYTES
 from powersim.jsonin import MAX_JSON_DEPTH
 from powersim.models import InvalidResult, SimulationResult, format_time, parse_result
+from powersim.scenario import INPUT_NAMES
+
+SEED_INPUTS = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
 
 
 def test_minimal_outside_value() -> None:
-    assert parse_result(b'{"active_power": 0.25, "reactive_power": 0.125}') == SimulationResult(None, 0.25, 0.125, None)
+    result = parse_result(b'{"active_power": 0.25, "reactive_power": 0.125}')
+    assert result == SimulationResult(None, 0.25, 0.125, None)
+    assert (result.status, result.inputs) == (None, None)
+    assert result.to_dict() == {
+        "id": None,
+        "active_power": 0.25,
+        "reactive_power": 0.125,
+        "launched_at": None,
+        "status": None,
+        "inputs": None,
+    }
 
 
 def test_full_value_round_trips_and_extra_keys_are_dropped() -> None:
-    ours = SimulationResult(12, 0.1, 0.05, datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC))
-    assert json.loads(ours.to_json()) == {
-        "id": 12,
-        "active_power": 0.1,
-        "reactive_power": 0.05,
-        "launched_at": "2026-11-24T10:00:00.123456Z",
-    }
+    ours = SimulationResult(
+        12, 0.1, 0.05, datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC), "converged", dict(SEED_INPUTS)
+    )
+    assert ours.to_json() == (
+        '{"id":12,"active_power":0.1,"reactive_power":0.05,"launched_at":"2026-11-24T10:00:00.123456Z",'
+        '"status":"converged","inputs":{"load_p_mw":0.1,"load_q_mvar":0.05,"ext_grid_vm_pu":1.02,"line_length_km":0.1}}'
+    )
     assert parse_result(ours.to_json()) == ours
-    extra = json.dumps(ours.to_dict() | {"note": "x", "nested": {"a": 1}})
+    extra = json.dumps(ours.to_dict() | {"note": "x", "nested": {"a": 1}, "message": "m", "details": {"buses": []}})
     assert parse_result(extra) == ours
+
+
+def test_a_value_written_before_runs_had_inputs_reads_with_null_status_and_inputs() -> None:
+    old = b'{"id":3,"active_power":0.1,"reactive_power":0.05,"launched_at":"2026-11-24T10:00:00.000000Z"}'
+    result = parse_result(old)
+    assert result == SimulationResult(3, 0.1, 0.05, datetime(2026, 11, 24, 10, tzinfo=UTC))
+    assert json.loads(result.to_json()) == json.loads(old) | {"status": None, "inputs": None}
+
+
+def test_an_outside_writers_own_input_names_are_kept() -> None:
+    raw = b'{"active_power": 1, "reactive_power": 2, "status": null, "inputs": {"Wind Speed": 7, "x": -1.5e-3}}'
+    assert parse_result(raw).to_dict()["inputs"] == {"Wind Speed": 7.0, "x": -0.0015}
+    assert parse_result(raw.replace(b"null", b'"converged"')).status == "converged"
+
+
+def test_run_forms_add_the_message_and_the_details_as_stored() -> None:
+    launched = datetime(2026, 11, 24, 10, tzinfo=UTC)
+    details = '{"buses":[],"losses":{"p_mw":0.001,"q_mvar":0.0}}'
+    run = SimulationResult(5, 0.1, 0.05, launched, "converged", dict(SEED_INPUTS), None, details)
+    compact = run.to_dict()
+    assert list(compact) == ["id", "active_power", "reactive_power", "launched_at", "status", "inputs"]
+    assert run.to_run_dict() == compact | {"message": None}
+    assert list(json.loads(run.to_run_json(with_details=True))) == [*compact, "message", "details"]
+    assert json.loads(run.to_run_json(with_details=True)) == compact | {"message": None, "details": json.loads(details)}
+    assert json.loads(run.to_run_json()) == compact | {"message": None}
+    failed = SimulationResult(6, None, None, launched, "not_converged", dict(SEED_INPUTS), "did not converge")
+    assert json.loads(failed.to_run_json(with_details=True)) == {
+        "id": 6,
+        "active_power": None,
+        "reactive_power": None,
+        "launched_at": "2026-11-24T10:00:00.000000Z",
+        "status": "not_converged",
+        "inputs": SEED_INPUTS,
+        "message": "did not converge",
+        "details": None,
+    }
 
 
 def test_integers_and_offsets_are_normalized() -> None:
@@ -65,6 +114,23 @@ def test_integers_and_offsets_are_normalized() -> None:
         (b'{"active_power": 0.1, "reactive_power": 0.1, "launched_at": "noon"}', "launched_at is not an ISO"),
         (b'{"active_power": 0.1, "reactive_power": 0.1, "launched_at": "2026-11-24T10:00:00"}', "no time zone"),
         (b'{"active_power": 0.1, "reactive_power": 0.1, "pad": "' + b"x" * MAX_VALUE_BYTES + b'"}', "larger than"),
+        # Redis holds converged results only: a not-converged run is never the latest.
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "status": "not_converged"}', "status is not null or 'conv"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "status": "CONVERGED"}', "status is not null or"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "status": 1}', "status is not null or"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": [1]}', "inputs is not a JSON object"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": "a=1"}', "inputs is not a JSON object"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"a": "1"}}', "inputs.a is not a number"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"a": true}}', "inputs.a is not a number"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"a": null}}', "inputs.a is not a number"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"a": [1]}}', "inputs.a is not a number"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"a": NaN}}', "NaN is not a number"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"a": 1e999}}', "inputs.a is not finite"),
+        (b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"a": 1' + b"0" * 400 + b"}}", "inputs.a is too"),
+        (
+            b'{"active_power": 0.1, "reactive_power": 0.1, "inputs": {"' + b"n" * 65 + b'": 1}}',
+            "inputs has a name longer than 64 characters",
+        ),
     ],
 )
 def test_rejected_values(raw: bytes, reason: str) -> None:
@@ -129,6 +195,52 @@ ID_CASES = st.one_of(st.none(), st.integers(-3, 10**30), ANY_JSON).map(
     lambda v: (v, v if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) else INVALID)
 )
 MISSING = object()
+# Numbers as a simulation's inputs look (negative, tiny, huge, integral), judged as powers are.
+FINITE_CASES = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**6), 10**6)).map(
+    _power_case
+)
+
+
+def _status_case(value: Any) -> tuple[Any, object]:
+    """Null or "converged" only: Redis never holds a run that did not converge."""
+    return value, value if value is None or value == "converged" else INVALID
+
+
+STATUS_CASES = st.one_of(
+    st.sampled_from([None, "converged"]),
+    st.just("converged"),
+    st.sampled_from(["not_converged", "Converged", "CONVERGED", " converged", "", "null"]),
+    ANY_JSON,
+).map(_status_case)
+
+NAME_LIMIT = 64  # the contract: an input's name has at most 64 characters
+INPUT_NAME_CASES = st.one_of(
+    st.sampled_from(INPUT_NAMES),
+    st.text(max_size=8),  # an outside writer's simulation may name its inputs as it likes
+    st.text(min_size=NAME_LIMIT, max_size=NAME_LIMIT),  # the longest accepted
+    st.text(min_size=NAME_LIMIT + 1, max_size=NAME_LIMIT + 8),
+)
+
+
+@st.composite
+def _inputs_cases(draw: st.DrawFn) -> tuple[Any, object]:
+    """Null, a non-object, or an object of names to values judged as powers are."""
+    kind = draw(st.sampled_from(["null", "not an object", "numbers", "numbers", "anything"]))
+    if kind == "null":
+        return None, None
+    if kind == "not an object":
+        return draw(ANY_JSON.filter(lambda v: v is not None and not isinstance(v, dict))), INVALID
+    # "numbers" draws mostly acceptable objects; both are judged entry by entry all the same.
+    names = INPUT_NAME_CASES if kind == "anything" else st.one_of(st.sampled_from(INPUT_NAMES), st.text(max_size=8))
+    values = POWER_CASES if kind == "anything" else FINITE_CASES
+    entries = draw(st.lists(st.tuples(names, values), max_size=5, unique_by=lambda e: e[0]))
+    value = {name: case[0] for name, case in entries}
+    if any(len(name) > NAME_LIMIT or case[1] is INVALID for name, case in entries):
+        return value, INVALID
+    return value, {name: case[1] for name, case in entries}
+
+
+INPUTS_CASES = _inputs_cases()
 
 
 def _nest(value: Any, depth: int, as_object: bool) -> Any:
@@ -154,7 +266,8 @@ def _has_non_finite(value: Any) -> bool:
 
 @st.composite
 def documents(draw: st.DrawFn) -> tuple[Any, dict[str, Any] | None]:
-    """A JSON document and the result the contract makes of it (None: rejected)."""
+    """A JSON document and the result the contract makes of it (None: rejected), in the compact
+    form the watcher pushes: every key, status and inputs included."""
     fields: dict[str, Any] = {}
     verdicts: dict[str, object] = {}
     for key, cases, optional in (
@@ -162,6 +275,8 @@ def documents(draw: st.DrawFn) -> tuple[Any, dict[str, Any] | None]:
         ("reactive_power", POWER_CASES, False),
         ("id", ID_CASES, True),
         ("launched_at", TIME_CASES, True),
+        ("status", STATUS_CASES, True),
+        ("inputs", INPUTS_CASES, True),
     ):
         if draw(st.integers(0, 9)) == 0:  # sometimes missing
             verdicts[key] = None if optional else INVALID
@@ -179,6 +294,8 @@ def documents(draw: st.DrawFn) -> tuple[Any, dict[str, Any] | None]:
         "active_power": verdicts["active_power"],
         "reactive_power": verdicts["reactive_power"],
         "launched_at": format_time(launched) if isinstance(launched, datetime) else None,
+        "status": verdicts["status"],
+        "inputs": verdicts["inputs"],
     }
 
 
@@ -197,6 +314,22 @@ def _max_depth(value: Any) -> int:
 @given(case=documents())
 @example(case=(_nest({}, DEEP, False), None))
 @example(case=({"active_power": 1, "reactive_power": 2, "launched_at": "0001-01-01T00:00:00+01:00"}, None))
+@example(
+    case=(
+        {"active_power": 1, "reactive_power": 2, "status": "converged", "inputs": {"n" * 64: 3, "load_p_mw": -1e-3}},
+        {
+            "id": None,
+            "active_power": 1.0,
+            "reactive_power": 2.0,
+            "launched_at": None,
+            "status": "converged",
+            "inputs": {"n" * 64: 3.0, "load_p_mw": -0.001},
+        },
+    )
+)
+@example(case=({"active_power": 1, "reactive_power": 2, "inputs": {"n" * 65: 3}}, None))
+@example(case=({"active_power": 1, "reactive_power": 2, "inputs": {"a": True}}, None))
+@example(case=({"active_power": 1, "reactive_power": 2, "status": "not_converged", "inputs": None}, None))
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 def test_documents_are_judged_as_the_contract_says(case: tuple[Any, dict[str, Any] | None]) -> None:
     doc, expected = case
@@ -212,6 +345,33 @@ def test_documents_are_judged_as_the_contract_says(case: tuple[Any, dict[str, An
             parse_result(raw)
     else:
         assert parse_result(raw).to_dict() == expected
+
+
+@given(status=STATUS_CASES, inputs=INPUTS_CASES)
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_status_and_inputs_are_judged_as_the_contract_says(
+    status: tuple[Any, object], inputs: tuple[Any, object]
+) -> None:
+    """The two newer keys on an otherwise valid value: documents() rarely gets that far."""
+    doc = {"id": 4, "active_power": 0.5, "reactive_power": -0.25, "status": status[0], "inputs": inputs[0]}
+    raw = json.dumps(doc).encode()
+    if (
+        INVALID in (status[1], inputs[1])
+        or _has_non_finite(doc)
+        or len(raw) > MAX_VALUE_BYTES
+        or _max_depth(doc) > MAX_JSON_DEPTH
+    ):
+        with pytest.raises(InvalidResult):
+            parse_result(raw)
+        return
+    assert parse_result(raw).to_dict() == {
+        "id": 4,
+        "active_power": 0.5,
+        "reactive_power": -0.25,
+        "launched_at": None,
+        "status": status[1],
+        "inputs": inputs[1],
+    }
 
 
 @given(raw=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))

@@ -89,20 +89,34 @@ async def test_run_is_stored_published_and_served(
     client: Client, settings: Settings, redis_client: aioredis.Redis
 ) -> None:
     result = await post_run(client)
-    assert result["id"] == 1
-    assert (result["active_power"], result["reactive_power"]) == (0.1, 0.05)
+    # tests.sims:fixed takes no inputs: its runs converge and have none.
+    assert result == {
+        "id": 1,
+        "active_power": 0.1,
+        "reactive_power": 0.05,
+        "launched_at": result["launched_at"],
+        "status": "converged",
+        "inputs": None,
+    }
+    assert list(result) == ["id", "active_power", "reactive_power", "launched_at", "status", "inputs"]
     assert result["launched_at"].endswith("Z")
 
     [(row_id, launched, finished, p, q)] = rows(settings)
     assert (row_id, launched, p, q) == (1, result["launched_at"], 0.1, 0.05)
     assert finished >= launched
+    with closing(sqlite3.connect(settings.database_path)) as conn:
+        outcome = conn.execute("SELECT status, inputs, message, details FROM simulations").fetchall()
+    assert outcome == [("converged", None, None, None)]
 
     assert json.loads(await redis_client.get(LATEST_KEY)) == result
     active = await (await client.get("/active-power")).json()
     assert active == {"id": 1, "active_power": 0.1, "launched_at": result["launched_at"]}
     reactive = await (await client.get("/reactive-power")).json()
     assert reactive == {"id": 1, "reactive_power": 0.05, "launched_at": result["launched_at"]}
-    assert await (await client.get("/simulations/1")).json() == result
+    # The stored run: the compact form, the solver's message and the details (a tuple has none).
+    assert await (await client.get("/simulations/1")).json() == result | {"message": None, "details": None}
+    history = await (await client.get("/simulations")).json()
+    assert history == {"simulations": [result | {"message": None}], "next_before": None}
 
 
 async def test_history_pages_newest_first(client: Client) -> None:
@@ -167,7 +181,8 @@ async def test_a_newer_value_in_redis_is_never_replaced(client: Client, redis_cl
     # Launched after this run, within the clock allowance (a far-future launch is a dated value),
     # and written as powersim writes it.
     launched = datetime.now(UTC) + timedelta(seconds=REDIS_CLOCK_ALLOWANCE_S / 2)
-    future = SimulationResult(77, 1.0, 2.0, launched)
+    inputs = {"load_p_mw": 0.2, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
+    future = SimulationResult(77, 1.0, 2.0, launched, "converged", inputs)
     await redis_client.set(LATEST_KEY, future.to_json())
     await post_run(client)
     assert await redis_client.get(LATEST_KEY) == future.to_json().encode()
@@ -273,7 +288,11 @@ async def test_loop_serves_reads_while_a_slow_run_is_in_a_worker(
 
 
 async def test_real_pandapower_simulation(make_client: ClientFactory) -> None:
+    """The (P, Q) form of the user's module: runs take the inputs, and have no details."""
     client = await make_client(simulation="test_sim:run_simulation")
     result = await post_run(client)
     assert result["active_power"] == pytest.approx(0.1, abs=1e-9)
     assert result["reactive_power"] == pytest.approx(0.05, abs=1e-9)
+    seed = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
+    assert (result["status"], result["inputs"]) == ("converged", seed)
+    assert (await (await client.get(f"/simulations/{result['id']}")).json())["details"] is None

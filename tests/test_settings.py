@@ -21,7 +21,8 @@ def test_defaults() -> None:
     s = Settings.from_env({})
     assert (s.host, s.port, s.redis_url) == ("127.0.0.1", 5000, "redis://127.0.0.1:6479/0")
     assert s.database_path == Path("data/powersim.db")
-    assert s.simulation == "test_sim:run_simulation"
+    assert s.simulation == "test_sim:run_network"  # returns the solved network: runs have details
+    assert s.voltage_band == (0.95, 1.05)
     assert s.workers == usable_cpus() <= (os.cpu_count() or 1)
     assert (s.allowed_origins, s.allowed_hosts) == ((), ())
     assert (s.log_level, s.redis_db) == ("INFO", 0)
@@ -37,9 +38,11 @@ def test_overrides() -> None:
             "POWERSIM_SIMULATION": "mypkg.grid:solve",
             "POWERSIM_WORKERS": "3",
             "LOG_LEVEL": "debug",
+            "POWERSIM_VOLTAGE_BAND": "0.9, 1.1",
         }
     )
     assert (s.host, s.port, s.redis_db, s.workers, s.log_level) == ("0.0.0.0", 8080, 3, 3, "DEBUG")
+    assert s.voltage_band == (0.9, 1.1)
     assert s.database_path == Path("/var/lib/powersim/runs.db")
     assert s.simulation == "mypkg.grid:solve"
     assert s.redis_url_redacted == "redis://:***@redis:6380/3"
@@ -61,6 +64,11 @@ def test_overrides() -> None:
         ("POWERSIM_MAX_PENDING", "0", "POWERSIM_MAX_PENDING must be between"),
         ("POWERSIM_API_TOKEN", "short", "POWERSIM_API_TOKEN must be at least 16"),
         ("POWERSIM_ALLOWED_ORIGINS", "grid.example", "POWERSIM_ALLOWED_ORIGINS entries must look like"),
+        ("POWERSIM_VOLTAGE_BAND", "0.95", "POWERSIM_VOLTAGE_BAND must be two numbers low,high"),
+        ("POWERSIM_VOLTAGE_BAND", "1.05,0.95", "POWERSIM_VOLTAGE_BAND must be two numbers low,high"),
+        ("POWERSIM_VOLTAGE_BAND", "0,1.05", "POWERSIM_VOLTAGE_BAND must be two numbers low,high"),
+        ("POWERSIM_VOLTAGE_BAND", "0.95,nan", "POWERSIM_VOLTAGE_BAND must be two numbers low,high"),
+        ("POWERSIM_VOLTAGE_BAND", "0.9,1.0,1.1", "POWERSIM_VOLTAGE_BAND must be two numbers low,high"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str, message: str) -> None:

@@ -24,8 +24,21 @@ from ..errors import Overloaded, PowerSimError, Unauthorized
 from ..hub import Hub
 from ..keys import Gauge
 from ..logs import loggable
-from ..models import SimulationResult, format_time, parse_time
-from ..service import PowerSim, parse_int
+from ..models import format_time, parse_time
+from ..scenario import InvalidInput
+from ..service import PowerSim, parse_int, parse_status
+from .details_limit import MaxDetailsRule
+from .types import (
+    INDEX_SCALAR,
+    Index,
+    InvalidArgument,
+    RunStatus,
+    ScenarioInputType,
+    SimulationResultType,
+    camel_fields,
+    optional,
+    scenario,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,32 +88,11 @@ class Context:
 Info = strawberry.Info[Context, None]
 
 
-@strawberry.type(name="SimulationResult", description="One power-flow result; MW and MVAr.")
-class SimulationResultType:
-    id: strawberry.ID | None = strawberry.field(description="Null for values written by outside scripts.")
-    active_power: float = strawberry.field(description="Active power of the load, MW.")
-    reactive_power: float = strawberry.field(description="Reactive power of the load, MVAr.")
-    launched_at: datetime | None = strawberry.field(description="UTC start of the run; null for outside values.")
-
-    @classmethod
-    def of(cls, result: SimulationResult) -> SimulationResultType:
-        return cls(
-            id=strawberry.ID(str(result.id)) if result.id is not None else None,
-            active_power=result.active_power,
-            reactive_power=result.reactive_power,
-            launched_at=result.launched_at,
-        )
-
-
-def _optional(result: SimulationResult | None) -> SimulationResultType | None:
-    return SimulationResultType.of(result) if result is not None else None
-
-
 @strawberry.type
 class Query:
     @strawberry.field(description="The latest result, as GET /active-power and the websocket see it.")
     async def latest(self, info: Info) -> SimulationResultType | None:
-        return _optional(await info.context.powersim.latest())
+        return optional(await info.context.powersim.latest())
 
     @strawberry.field(description="Active power of the latest result, MW.")
     async def active_power(self, info: Info) -> float | None:
@@ -112,26 +104,42 @@ class Query:
         result = await info.context.powersim.latest()
         return result.reactive_power if result else None
 
-    @strawberry.field(description="Stored runs, newest first; pass the last id as `before` for the next page.")
+    @strawberry.field(
+        description="Stored runs, newest first, of one status or all; pass the last id as `before` for the next page."
+    )
     async def simulations(
-        self, info: Info, limit: int | None = DEFAULT_PAGE, before: strawberry.ID | None = None
+        self,
+        info: Info,
+        limit: int | None = DEFAULT_PAGE,
+        before: strawberry.ID | None = None,
+        status: RunStatus | None = None,
     ) -> list[SimulationResultType]:
         after = parse_int(before, "before") if before is not None else None
-        page = await info.context.powersim.history(DEFAULT_PAGE if limit is None else limit, after)
+        wanted = parse_status(status.value) if status is not None else None
+        page = await info.context.powersim.history(DEFAULT_PAGE if limit is None else limit, after, wanted)
         return [SimulationResultType.of(r) for r in page.simulations]
 
-    @strawberry.field(description="One stored run, or null.")
+    @strawberry.field(description="One stored run with its details, or null.")
     async def simulation(self, info: Info, id: strawberry.ID) -> SimulationResultType | None:
-        return _optional(await info.context.powersim.get(parse_int(id, "id")))
+        return optional(await info.context.powersim.get(parse_int(id, "id"), with_details=True))
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Run one simulation: the same path as POST /run-simulation.")
-    async def run_simulation(self, info: Info) -> SimulationResultType:
+    @strawberry.mutation(
+        description="Run one simulation: the same path as POST /run-simulation. A run that does not converge "
+        "is a result with status not_converged, not an error."
+    )
+    async def run_simulation(self, info: Info, input: ScenarioInputType | None = None) -> SimulationResultType:
         if not info.context.may_write:
             raise Unauthorized("this needs the API token: Authorization: Bearer <POWERSIM_API_TOKEN>")
-        return SimulationResultType.of(await info.context.powersim.run_simulation())
+        try:
+            run = await info.context.powersim.run_simulation(scenario(input))
+        except InvalidArgument:
+            raise
+        except InvalidInput as exc:  # refused by the service: names as the schema spells them
+            raise InvalidArgument(camel_fields(exc.fields)) from None
+        return SimulationResultType.of(run)
 
 
 @strawberry.type
@@ -150,16 +158,24 @@ class Subscription:
 CLIENT_ERRORS = (PowerSimError, InvalidOperationTypeError)
 
 
-def _is_client_error(original: Exception | None) -> bool:
+def _is_refused_variable(error: GraphQLError) -> bool:
+    """graphql-core's own error as the original: without a path, a variable the types refuse (the
+    client's mistake); with one, a value of ours a type cannot represent (a bug)."""
+    return isinstance(error.original_error, GraphQLError) and error.path is None
+
+
+def _is_client_error(error: GraphQLError) -> bool:
+    original = error.original_error
     if isinstance(original, PowerSimError):
         return original.status < 500
-    return original is None or isinstance(original, CLIENT_ERRORS)
+    return original is None or isinstance(original, CLIENT_ERRORS) or _is_refused_variable(error)
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    """Hide unexpected exceptions (they are logged); syntax, validation and domain errors are for clients."""
+    """Hide unexpected exceptions (they are logged); syntax, validation and domain errors, and
+    failures we report ourselves (PowerSimError), are for clients."""
     original = error.original_error
-    return original is not None and not isinstance(original, CLIENT_ERRORS)
+    return original is not None and not (isinstance(original, CLIENT_ERRORS) or _is_refused_variable(error))
 
 
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
@@ -210,7 +226,7 @@ class PowerSimSchema(strawberry.Schema):
         bug with its traceback; always on one line, since messages may quote the query."""
         for error in errors:
             original = error.original_error
-            if _is_client_error(original):
+            if _is_client_error(error):
                 log.debug("GraphQL request refused: %s", loggable(error.message))
             elif isinstance(original, PowerSimError):
                 log.error("GraphQL operation failed: %s", loggable(error.message, 2000))
@@ -231,10 +247,10 @@ schema = PowerSimSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    config=StrawberryConfig(scalar_map={datetime: DateTimeUTC}),
+    config=StrawberryConfig(scalar_map={datetime: DateTimeUTC, Index: INDEX_SCALAR}),
     extensions=[
         partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
-        partial(AddValidationRules, [MaxIntrospectionDepthRule]),
+        partial(AddValidationRules, [MaxIntrospectionDepthRule, MaxDetailsRule]),
         BoundedParser,
         partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
         partial(MaskErrors, should_mask_error=_should_mask),

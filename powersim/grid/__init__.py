@@ -7,8 +7,8 @@ lists of str, int, float and None) pickles across the process boundary and is st
 """
 
 from .details import Details, details
-from .limits import DEFAULT_VM_BAND, Violation, violations
-from .tables import SECTIONS, Losses, Section, losses, rows
+from .limits import DEFAULT_VM_BAND, Violation, check_band, violations
+from .tables import SECTIONS, Losses, Section, load_power, losses, rows
 from .values import Net, Row
 
 __all__ = [
@@ -20,7 +20,9 @@ __all__ = [
     "Row",
     "Section",
     "Violation",
+    "check_band",
     "details",
+    "load_power",
     "losses",
     "rows",
     "violations",

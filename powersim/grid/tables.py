@@ -65,3 +65,26 @@ def losses(net: Net) -> Losses:
     """Active and reactive losses summed over every line and two-winding transformer (exactly
     rounded sums of the result tables' pl_mw and ql_mvar; elements without results count 0)."""
     return {"p_mw": _total(net, "pl_mw"), "q_mvar": _total(net, "ql_mvar")}
+
+
+def load_power(net: Net) -> tuple[float, float]:
+    """The active and reactive power drawn by all loads in service (res_load's p_mw and q_mvar,
+    exactly rounded sums). The seed network has one load: its own values.
+
+    Raises ValueError when a load in service has no finite result: a total that silently left
+    it out would be a wrong answer published as a right one.
+    """
+    index = labels(net, "load")
+    in_service = column(net, "load", "in_service", index)
+    totals = []
+    for name in ("p_mw", "q_mvar"):
+        cells = []
+        for label, on, cell in zip(index, in_service, column(net, "res_load", name, index), strict=True):
+            if on is not None and not on:
+                continue
+            value = number(cell)
+            if value is None:
+                raise ValueError(f"load {label} is in service but res_load.{name} is {cell!r}, not a finite number")
+            cells.append(value)
+        totals.append(math.fsum(cells))
+    return totals[0], totals[1]
