@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -30,12 +31,16 @@ log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1  # SQLite's INTEGER PRIMARY KEY range
 
 
+# ASCII digits only: int() also takes "1_0", "+5", " 7" and other scripts' digits ("٣"), which
+# would give one run many URLs. Longer than 40 digits is no id (and int() of it costs time).
+_INTEGER = re.compile(r"-?[0-9]{1,40}")
+
+
 def parse_int(raw: str, name: str) -> int:
     """Integers arrive as text from URLs and GraphQL IDs; say which one is wrong."""
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not _INTEGER.fullmatch(raw):
+        raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}")
+    return int(raw)
 
 
 def parse_status(raw: str) -> Status:

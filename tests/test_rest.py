@@ -148,6 +148,12 @@ async def test_history_pages_newest_first(client: Client) -> None:
         ("/simulations/abc", 400, "id must be an integer"),
         ("/simulations/0", 400, "id must be between"),
         ("/simulations/99999999999999999999999", 400, "id must be between"),
+        ("/simulations/1_0", 400, "id must be an integer, got '1_0'"),
+        ("/simulations/+5", 400, "id must be an integer"),
+        ("/simulations/%201", 400, "id must be an integer"),
+        ("/simulations/%D9%A3", 400, "id must be an integer"),  # an Arabic-Indic 3
+        ("/simulations/" + "1" * 41, 400, "id must be an integer"),
+        ("/simulations?limit=1_0", 400, "limit must be an integer"),
         ("/simulations/7", 404, "no simulation with id 7"),
         ("/nowhere", 404, "no such endpoint: GET /nowhere"),
         ("/simulator-subscribe", 426, "websocket"),
