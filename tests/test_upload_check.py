@@ -530,3 +530,16 @@ def test_fuzz_edits_of_a_real_file(edits: list[tuple[int, bytes]]) -> None:
     for at, replacement in edits:
         raw[at : at + len(replacement)] = replacement
     _assert_total(bytes(raw))
+
+
+def test_the_errors_cross_a_process_boundary() -> None:
+    """Raised in a worker, pickled to the server: the same type, message and fields."""
+    import pickle
+
+    too_large = NetworkTooLarge(21, 20)
+    back = pickle.loads(pickle.dumps(too_large))
+    assert (type(back), str(back), back.size, back.limit) == (NetworkTooLarge, str(too_large), 21, 20)
+    with pytest.raises(UnsafeNetwork) as caught:
+        check_network_document(b'{"_module": "os", "_class": "system"}', 1000)
+    unsafe = pickle.loads(pickle.dumps(caught.value))
+    assert (type(unsafe), str(unsafe), unsafe.path) == (UnsafeNetwork, str(caught.value), caught.value.path)

@@ -90,14 +90,23 @@ class NetworkTooLarge(ValueError):
         self.limit = limit
         super().__init__(f"the network document is {size} bytes, more than the limit of {limit}")
 
+    def __reduce__(self) -> tuple[type[NetworkTooLarge], tuple[int, int]]:
+        """Rebuilt from its fields: it is raised in a worker process and pickled to the server."""
+        return NetworkTooLarge, (self.size, self.limit)
+
 
 class UnsafeNetwork(ValueError):
     """The upload is not a network pandapower may read; `path` is the offending entry, like
     `$._object.bus._module`, with `(json)` marking a step into an `_object` string's JSON."""
 
-    def __init__(self, path: _Path, reason: str) -> None:
-        self.path = _render(path)
+    def __init__(self, path: _Path | str, reason: str) -> None:
+        self.path = path if isinstance(path, str) else _render(path)
+        self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[UnsafeNetwork], tuple[str, str]]:
+        """Rebuilt from its fields: it is raised in a worker process and pickled to the server."""
+        return UnsafeNetwork, (self.path, self.reason)
 
 
 def check_network_document(raw: bytes, max_bytes: int) -> dict[str, Any]:
