@@ -50,6 +50,13 @@ def nesting_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
+def check_depth(text: str) -> None:
+    """Raise JSONTooDeep when `text` nests deeper than MAX_JSON_DEPTH: the rule for every JSON
+    document from outside, whichever parser then reads it."""
+    if nesting_depth(text) > MAX_JSON_DEPTH:
+        raise JSONTooDeep
+
+
 def loads(data: str | bytes, parse_constant: Callable[[str], Any] | None = None) -> Any:
     """json.loads, refusing text nested deeper than MAX_JSON_DEPTH with JSONTooDeep.
 
@@ -57,8 +64,7 @@ def loads(data: str | bytes, parse_constant: Callable[[str], Any] | None = None)
     undecodable bytes raise UnicodeDecodeError, a ValueError.
     """
     text = data.decode(json.detect_encoding(data), "surrogatepass") if isinstance(data, bytes | bytearray) else data
-    if nesting_depth(text) > MAX_JSON_DEPTH:
-        raise JSONTooDeep
+    check_depth(text)
     try:
         return json.loads(text, parse_constant=parse_constant)
     except RecursionError:  # the scan bounds depth, so only a smaller C stack could get here

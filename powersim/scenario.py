@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import PowerSimError
-from .jsonin import MAX_JSON_DEPTH, nesting_depth
+from .jsonin import JSONTooDeep, check_depth
 
 # The error for keys that are not fields: unknown names are echoed, cut to this length and count.
 MAX_NAME_CHARS = 64
@@ -150,8 +150,10 @@ def parse_scenario(raw: bytes) -> ScenarioInput:
     """
     if not raw.strip():
         return SEED
-    if nesting_depth(raw.decode("utf-8", "replace")) > MAX_JSON_DEPTH:  # the rule for all JSON from outside
-        raise MalformedInput(f"the body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    try:
+        check_depth(raw.decode("utf-8", "replace"))  # brackets are ASCII: undecodable bytes don't hide any
+    except JSONTooDeep as exc:
+        raise MalformedInput(f"the body is {exc.msg}") from None
     try:
         return ScenarioInput.model_validate_json(raw)
     except ValidationError as exc:

@@ -155,7 +155,9 @@ class PowerSim:
         not by which fields were sent: GraphQL fills in its defaults, REST does not.)"""
         if self.pool.takes_inputs:
             return (inputs or SEED).model_dump()
-        changed = [name for name in INPUT_NAMES if inputs is not None and getattr(inputs, name) != getattr(SEED, name)]
+        if inputs is None:
+            return None
+        changed = [name for name in INPUT_NAMES if getattr(inputs, name) != getattr(SEED, name)]
         if changed:
             problem = f"not taken by this simulation ({self.pool.spec})"
             raise InvalidInput(dict.fromkeys(changed, problem))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, TypedDict
 
-from .values import Net, column, labels, number, text
+from .values import Net, column, in_service, labels, number, text
 
 DEFAULT_VM_BAND = (0.95, 1.05)
 DEFAULT_MAX_LOADING_PERCENT = 100.0
@@ -45,11 +45,8 @@ def _elements(net: Net, table: str, result: str, index: list[int]) -> list[tuple
     """(label, name, result value) of every element in service; out of service ones give None."""
     names = column(net, table, "name", index)
     values = column(net, f"res_{table}", result, index)
-    in_service = column(net, table, "in_service", index)
-    return [
-        (label, names[i], None if in_service[i] is not None and not in_service[i] else number(values[i]))
-        for i, label in enumerate(index)
-    ]
+    serving = in_service(net, table, index)
+    return [(label, names[i], number(values[i]) if serving[i] else None) for i, label in enumerate(index)]
 
 
 def _voltage(net: Net, low: float, high: float) -> list[Violation]:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TypedDict
 
-from .values import Net, Row, column, labels, number, text
+from .values import Net, Row, column, in_service, labels, number, text
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,12 @@ def load_power(net: Net) -> tuple[float, float]:
     it out would be a wrong answer published as a right one.
     """
     index = labels(net, "load")
-    in_service = column(net, "load", "in_service", index)
+    serving = in_service(net, "load", index)
     totals = []
     for name in ("p_mw", "q_mvar"):
         cells = []
-        for label, on, cell in zip(index, in_service, column(net, "res_load", name, index), strict=True):
-            if on is not None and not on:
+        for label, on, cell in zip(index, serving, column(net, "res_load", name, index), strict=True):
+            if not on:
                 continue
             value = number(cell)
             if value is None:

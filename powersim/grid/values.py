@@ -49,6 +49,12 @@ def column(net: Net, table: str, name: str, index: Any) -> list[Any]:
     return values
 
 
+def in_service(net: Net, table: str, index: Any) -> list[bool]:
+    """Whether each element counts: pandapower skips those whose in_service is false; a table
+    without the column (or a label it lacks) counts as in service."""
+    return [flag is None or bool(flag) for flag in column(net, table, "in_service", index)]
+
+
 def labels(net: Net, table: str) -> list[int]:
     """The element table's index labels, as ints."""
     return [int(label) for label in net[table].index] if has(net, table) else []
