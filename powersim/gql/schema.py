@@ -133,10 +133,9 @@ class Mutation:
     async def run_simulation(self, info: Info, input: ScenarioInputType | None = None) -> SimulationResultType:
         if not info.context.may_write:
             raise Unauthorized("this needs the API token: Authorization: Bearer <POWERSIM_API_TOKEN>")
+        inputs = scenario(input)  # InvalidArgument, in the schema's names
         try:
-            run = await info.context.powersim.run_simulation(scenario(input))
-        except InvalidArgument:
-            raise
+            run = await info.context.powersim.run_simulation(inputs)
         except InvalidInput as exc:  # refused by the service: names as the schema spells them
             raise InvalidArgument(camel_fields(exc.fields)) from None
         return SimulationResultType.of(run)
