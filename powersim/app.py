@@ -22,6 +22,7 @@ from .service import PowerSim
 from .settings import Settings
 from .storage import open_storage
 from .watcher import Watcher
+from .worker import WorkerConfig
 
 
 async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -30,7 +31,7 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
     async with (
         open_storage(settings.database_path) as storage,
         open_latest_store(settings.redis_url, settings.redis_url_redacted) as store,
-        open_pool(settings.simulation, settings.workers, settings.log_level, settings.voltage_band) as pool,
+        open_pool(worker_config(settings), settings.workers, run_timeout=settings.run_timeout) as pool,
     ):
         watcher = Watcher(store, app[HUB], settings.redis_db)
         powersim = PowerSim(pool, storage, store, watcher, settings.max_pending)
@@ -51,6 +52,17 @@ async def powersim_ctx(app: web.Application) -> AsyncIterator[None]:
             with suppress(asyncio.CancelledError):
                 await app[WATCH_TASK]
             await powersim.close()  # its retry of a held-back Redis write, before Redis closes
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        spec=settings.simulation,
+        log_level=settings.log_level,
+        vm_band=settings.voltage_band,
+        memory_mb=settings.worker_memory_mb,
+        max_network_bytes=settings.max_network_bytes,
+        max_buses=settings.max_buses,
+    )
 
 
 def drain_left(app: web.Application) -> float:

@@ -127,3 +127,18 @@ DB_PROBE_INTERVAL_S = 1.0
 
 # A simulation's error text goes into the 500 answer and the log: cut it to this many characters.
 MAX_ERROR_CHARS = 500
+
+# Networks (see docs/networks.md). An upload larger than POWERSIM_MAX_NETWORK_BYTES is refused
+# (413) as soon as its length or its bytes so far pass it; networks with more buses than
+# POWERSIM_MAX_BUSES are refused (422). case9241pegase's to_json is 4 MB with 9,241 buses.
+DEFAULT_MAX_NETWORK_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_BUSES = 20_000
+# Networks a worker keeps built, least recently used dropped first: case9241pegase is ~60 MB.
+NETWORK_CACHE_SIZE = 4
+# POWERSIM_WORKER_MEMORY_MB must leave at least this much address space above what a worker
+# holds once loaded (~1.5 GB of mostly reserved, untouched address space with pandapower).
+WORKER_MEMORY_HEADROOM_MB = 512
+# POWERSIM_RUN_TIMEOUT's default: the longest a run may take before its worker is replaced.
+DEFAULT_RUN_TIMEOUT_S = 60.0
+# Uploads are read from the request in chunks of this size while counting toward the cap.
+UPLOAD_CHUNK_BYTES = 256 * 1024

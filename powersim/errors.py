@@ -81,3 +81,13 @@ class Overloaded(Unavailable):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class Unprocessable(PowerSimError):
+    """Well-formed but refused: an upload that is not a usable, safe network."""
+
+    status = 422
+
+
+class Conflict(PowerSimError):
+    status = 409

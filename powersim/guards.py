@@ -18,7 +18,10 @@ from .settings import Settings, normalize_origin
 # Always open: probes and the API description carry no data worth protecting.
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json"})
 # Changes state: needs POWERSIM_API_TOKEN when set (GraphQL mutations are checked in the resolver).
-WRITE_ROUTES = frozenset({("POST", "/run-simulation")})
+WRITE_ROUTES = frozenset({("POST", "/run-simulation"), ("POST", "/networks")})
+# Uploads are networks, megabytes long: their own cap (POWERSIM_MAX_NETWORK_BYTES), checked here
+# against Content-Length and while reading a body sent without one.
+UPLOAD_ROUTE = ("POST", "/networks")
 # Methods a browser page may send cross-site without asking (they change nothing here, and without
 # CORS headers the page cannot read the answer). Every other method, and every websocket
 # handshake (which the page can read), must come from the same origin or an allowed one.
@@ -152,10 +155,11 @@ async def request_guard(request: web.Request, handler: Handler) -> web.StreamRes
     settings = request.app[SETTINGS]
     check_site(request, settings)
     check_ascii_headers(request)
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    limit = settings.max_network_bytes if (request.method, request.path) == UPLOAD_ROUTE else MAX_BODY_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     if request.path not in OPEN_PATHS:
-        if (request.method, request.path) in WRITE_ROUTES:
+        if (request.method, request.path) in WRITE_ROUTES or request.method == "DELETE":
             if not may_write(request, settings):
                 raise Unauthorized("this needs the API token: Authorization: Bearer <POWERSIM_API_TOKEN>")
         elif not may_read(request, settings):

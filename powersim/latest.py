@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 # Keep the newest launch. The stored value holds our write back only when it is a *launch*:
 # a value in powersim's own compact form (exactly what SimulationResult.to_json writes for a
-# converged run, or that form without status and inputs, as written before runs had inputs;
+# converged run, or an earlier version's: without the network, or without status and inputs;
 # every field checked: JSON number grammar, finite, id a positive integer or null, a real
 # calendar time, inputs null or names and numbers), launched at or after ours, and not later
 # than Redis's own clock plus an allowance.
@@ -76,10 +76,20 @@ local function epoch_seconds(t)
 end
 
 -- What may follow launched_at in our own form: nothing (powersim wrote that before runs had
--- inputs), or the status and the inputs: null, or an object of lower-case names and numbers.
+-- inputs), or the status, the network (since runs have one: null or an id; not before) and the
+-- inputs: null, or an object of lower-case names and numbers.
 local function tail_ok(rest)
   if rest == '}' then return true end
-  local inputs = rest:match('^,"status":"converged","inputs":(.*)}$')
+  local after = rest:match('^,"status":"converged"(.*)$')
+  if not after then return false end
+  local network, more = after:match('^,"network":"([a-z0-9][a-z0-9_.%-]*)"(.*)$')
+  if network then
+    if #network > 64 then return false end
+    after = more
+  elseif after:sub(1, 15) == ',"network":null' then
+    after = after:sub(16)
+  end
+  local inputs = after:match('^,"inputs":(.*)}$')
   if not inputs then return false end
   if inputs == 'null' or inputs == '{}' then return true end
   local body = inputs:match('^{(.*)}$')

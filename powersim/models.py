@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,18 +19,24 @@ class InvalidResult(ValueError):
     """A value is not a result; the message says why (it goes into a log line)."""
 
 
-Status = Literal["converged", "not_converged"]
+Status = Literal["converged", "not_converged", "timed_out", "failed"]
 CONVERGED: Final = "converged"
 NOT_CONVERGED: Final = "not_converged"
-STATUSES: tuple[Status, ...] = (CONVERGED, NOT_CONVERGED)
+TIMED_OUT: Final = "timed_out"  # stopped at POWERSIM_RUN_TIMEOUT by replacing its worker
+FAILED: Final = "failed"  # its worker ran out of memory (POWERSIM_WORKER_MEMORY_MB) or died
+STATUSES: tuple[Status, ...] = (CONVERGED, NOT_CONVERGED, TIMED_OUT, FAILED)
+# A network's id: the catalog's names ("case9", "cigre_mv"), "seed", and uploads' "upload-<n>".
+NETWORK_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+SEED_NETWORK: Final = "seed"
 # An outside writer's inputs: names like ours, so that the Redis script can check them cheaply.
 MAX_INPUT_NAME_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
 class SimulationResult:
-    """One run, or a value an outside writer set (then `id`, `launched_at`, `status` and
-    `inputs` may be None). A not-converged run has no powers; only the history holds those.
+    """One run, or a value an outside writer set (then `id`, `launched_at`, `status`,
+    `network` and `inputs` may be None). Only a converged run has powers; only the history
+    holds the others. `network_sha256` is an upload's, at the time of the run.
 
     `inputs` and `message` stay out of the hash (a dict has none), not out of equality.
     `details_json` is the stored JSON text, passed through, never parsed on the way; it derives
@@ -44,10 +51,12 @@ class SimulationResult:
     inputs: Mapping[str, float] | None = field(default=None, hash=False)
     message: str | None = field(default=None, hash=False)
     details_json: str | None = field(default=None, hash=False, compare=False, repr=False)
+    network: str | None = None
+    network_sha256: str | None = None
 
     @property
     def converged(self) -> bool:
-        return self.status != NOT_CONVERGED
+        return self.status is None or self.status == CONVERGED
 
     def to_dict(self) -> dict[str, Any]:
         """The compact form: Redis, pushes, the POST answer; keys in a fixed order."""
@@ -57,12 +66,14 @@ class SimulationResult:
             "reactive_power": self.reactive_power,
             "launched_at": format_time(self.launched_at) if self.launched_at else None,
             "status": self.status,
+            "network": self.network,
             "inputs": dict(self.inputs) if self.inputs is not None else None,
         }
 
     def to_run_dict(self) -> dict[str, Any]:
-        """A stored run as the history shows it: the compact form and the solver's message."""
-        return self.to_dict() | {"message": self.message}
+        """A stored run as the history shows it: the compact form, an upload's sha256 and the
+        message (the solver's, or why the run failed)."""
+        return self.to_dict() | {"network_sha256": self.network_sha256, "message": self.message}
 
     def to_json(self) -> str:
         return dumps(self.to_dict())
@@ -87,7 +98,8 @@ def power_bodies(result: SimulationResult) -> tuple[bytes, bytes]:
 
 # The snapshot a websocket client gets before any result exists: same keys, null values.
 EMPTY_RESULT_JSON = (
-    '{"id":null,"active_power":null,"reactive_power":null,"launched_at":null,"status":null,"inputs":null}'
+    '{"id":null,"active_power":null,"reactive_power":null,"launched_at":null,"status":null,"network":null,'
+    '"inputs":null}'
 )
 
 
@@ -137,6 +149,7 @@ def parse_result(raw: bytes | str) -> SimulationResult:
         launched_at=_optional_time(obj.get("launched_at")),
         status=_optional_status(obj.get("status")),
         inputs=_optional_inputs(obj.get("inputs")),
+        network=_optional_network(obj.get("network")),
     )
 
 
@@ -187,6 +200,14 @@ def _optional_status(value: Any) -> Status | None:
     if value is None or value == CONVERGED:
         return value  # type: ignore[no-any-return]
     raise InvalidResult(f"status is not null or {CONVERGED!r}: {_describe(value)}")
+
+
+def _optional_network(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not NETWORK_ID.fullmatch(value):
+        raise InvalidResult(f"network is not a network id: {_describe(value)}")
+    return value
 
 
 def _optional_inputs(value: Any) -> dict[str, float] | None:

@@ -1,4 +1,10 @@
-"""The simulation process pool: started and warmed with the app, replaced when a worker dies."""
+"""The simulation workers: one process per slot, started and warmed with the app, each replaced
+on its own when it dies, runs out of memory or overruns the run time limit.
+
+Each worker is a single-process ProcessPoolExecutor of its own, not one process of a shared
+pool: stopping a shared pool's worker breaks every run in that pool, and the run time limit has
+to stop one run without touching the others.
+"""
 
 from __future__ import annotations
 
@@ -7,119 +13,212 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from . import worker
 from .constants import WORKER_STOP_TIMEOUT_S, WORKER_WARMUP_TIMEOUT_S
 from .errors import SimulationFailed, StartupError, Unavailable
-from .grid import DEFAULT_VM_BAND
+from .models import FAILED, TIMED_OUT, Status
+from .worker import WorkerConfig
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+
+class RunStopped(Exception):
+    """A run that ended without an answer from its worker; `started` is when it was handed over
+    (Unix time), `reason` says why, for the stored run and its answer."""
+
+    status: Status = FAILED
+
+    def __init__(self, started: float, reason: str) -> None:
+        super().__init__(reason)
+        self.started = started
+        self.reason = reason
+
+
+class RunTimedOut(RunStopped):
+    status: Status = TIMED_OUT
+
+
+class WorkerLost(RunStopped):
+    """The worker died during the run (killed, crashed) or ran out of memory: it is replaced."""
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One worker process and the executor that owns it."""
+
+    executor: ProcessPoolExecutor
+    number: int
+
+    def processes(self) -> list[multiprocessing.process.BaseProcess]:
+        # Private, but the only handle on the process before Python 3.14's terminate_workers().
+        return list(getattr(self.executor, "_processes", {}).values())
+
+    def kill(self) -> None:
+        for process in self.processes():
+            process.kill()
+
 
 class SimulationPool:
-    """Owns a ProcessPoolExecutor whose workers have imported the simulation."""
+    """`workers` worker processes that have imported the simulation; a run takes an idle one."""
 
-    def __init__(self, spec: str, workers: int, log_level: str, vm_band: tuple[float, float] = DEFAULT_VM_BAND) -> None:
-        self.spec = spec
+    def __init__(self, config: WorkerConfig, workers: int, run_timeout: float) -> None:
+        self.config = config
+        self.spec = config.spec
         self.workers = workers
+        self.run_timeout = run_timeout
         self.takes_inputs = False  # learnt from the workers at warm-up
-        self._log_level = log_level
-        self._vm_band = vm_band
-        self._pool = self._new_pool()
+        self._idle: asyncio.Queue[_Slot] = asyncio.Queue()
         self._ready = 0
-        self._rewarm: asyncio.Task[None] | None = None
+        self._closed = False
+        self._numbers = iter(range(1, 2**62))
+        self._warming: set[asyncio.Task[None]] = set()
+        self._slots: set[_Slot] = set()
 
     @property
     def ready(self) -> int:
-        """Workers known to have the simulation imported; 0 while the pool is being replaced."""
+        """Workers warm and in service (idle or running); fewer while one is being replaced."""
         return self._ready
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_slot(self) -> _Slot:
         # spawn, not fork: the server process runs threads (aiosqlite), which fork would copy mid-state.
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
+        executor = ProcessPoolExecutor(
+            max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker.init,
-            initargs=(self.spec, self._log_level, self._vm_band),
+            initargs=(self.config,),
         )
+        slot = _Slot(executor, next(self._numbers))
+        self._slots.add(slot)
+        return slot
 
-    async def warm(self) -> None:
-        """Return once every worker has imported the simulation (each answers a ping)."""
+    async def start(self) -> None:
+        """Start every worker and return once each has imported the simulation."""
+        await asyncio.gather(*(self._warm(self._new_slot()) for _ in range(self.workers)))
+
+    async def _warm(self, slot: _Slot) -> None:
+        """Ping the worker (its initializer runs first), then put it in service."""
         loop = asyncio.get_running_loop()
-        pool = self._pool
-        seen: set[int] = set()
         async with asyncio.timeout(WORKER_WARMUP_TIMEOUT_S):
-            while len(seen) < self.workers:
-                answers = await asyncio.gather(*(loop.run_in_executor(pool, worker.ping) for _ in range(self.workers)))
-                seen.update(pid for pid, _ in answers)
-                self.takes_inputs = all(takes for _, takes in answers)
-        if pool is self._pool:
-            self._ready = self.workers
+            answer = await loop.run_in_executor(slot.executor, worker.ping)
+        self.takes_inputs = answer.takes_inputs
+        if self._closed:
+            return
+        self._ready += 1
+        self._idle.put_nowait(slot)
+
+    def _replace(self, slot: _Slot, why: str) -> None:
+        """Retire a worker (killing it if still there) and warm a new one in the background."""
+        log.error("simulation worker %d %s; starting a new one", slot.number, why)
+        self._ready -= 1
+        self._retire(slot)
+        if self._closed:
+            return
+        task = asyncio.create_task(self._warm_logged(self._new_slot()))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    def _retire(self, slot: _Slot) -> None:
+        slot.kill()
+        slot.executor.shutdown(wait=False, cancel_futures=True)
+        self._slots.discard(slot)
+
+    async def _warm_logged(self, slot: _Slot) -> None:
+        try:
+            await self._warm(slot)
+            log.info("replacement simulation worker %d is warm", slot.number)
+        except (BrokenProcessPool, worker.WorkerError, TimeoutError) as exc:
+            log.error("replacement simulation worker %d failed to warm: %s", slot.number, exc)
+            self._retire(slot)
 
     async def run(self, inputs: Mapping[str, float] | None = None) -> worker.RunOutcome:
         """Run the simulation in a worker, with these inputs when it takes them."""
-        pool = self._pool
+        return await self.call(worker.run, inputs)
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Call `function(*args)` in an idle worker, within the run time limit.
+
+        Raises RunTimedOut (the worker was stopped and is being replaced), WorkerLost (it died
+        or ran out of memory; replaced too), SimulationFailed for a failure the worker reported,
+        and Unavailable once the pool is closing. Waiting for an idle worker is not timed: the
+        service bounds the queue (POWERSIM_MAX_PENDING).
+        """
+        if self._closed:
+            raise Unavailable("the worker pool is not accepting work; the server is stopping")
+        slot = await self._idle.get()
+        if self._closed:
+            raise Unavailable("the worker pool is not accepting work; the server is stopping")
+        started = time.time()
         try:
-            future = asyncio.get_running_loop().run_in_executor(pool, worker.run, inputs)
-        except BrokenProcessPool:
-            raise self._died(pool) from None
-        except RuntimeError as exc:  # submit after shutdown: the server is stopping
-            log.warning("the worker pool refused a run: %s", exc)
-            raise Unavailable("the worker pool is not accepting work; the server is stopping") from None
+            future = asyncio.get_running_loop().run_in_executor(slot.executor, function, *args)
+        except (BrokenProcessPool, RuntimeError) as exc:
+            self._replace(slot, f"refused work ({exc})")
+            raise WorkerLost(started, "the worker process for this run was lost; it is being replaced") from None
         # Wait, then look at the outcome instead of awaiting the future: a BaseException sent back
         # by a worker (SystemExit...) must not be re-raised here, where it would stop the event loop.
         try:
-            await asyncio.wait([future])
-        finally:
-            future.cancel()  # only when this run itself was cancelled: drop it if still queued
+            done, _ = await asyncio.wait([future], timeout=self.run_timeout)
+        except asyncio.CancelledError:
+            # This caller is gone (the drain abandoned the run); the worker is busy until the run
+            # ends, and goes back in service then.
+            future.add_done_callback(lambda _: self._release(slot, future))
+            raise
+        if not done:
+            future.add_done_callback(_retrieve)  # the worker's end (BrokenProcessPool) is expected
+            self._replace(slot, f"overran the run time limit of {self.run_timeout:g} s")
+            raise RunTimedOut(started, f"the run took longer than the limit of {self.run_timeout:g} s and was stopped")
         error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            self._replace(slot, "died during a run")
+            raise WorkerLost(started, "the worker process running this simulation died; it is being replaced")
+        if isinstance(error, worker.OutOfMemory):
+            self._replace(slot, "ran out of memory")
+            raise WorkerLost(started, str(error))
+        self._idle.put_nowait(slot)
         if error is None:
             return future.result()
         if isinstance(error, worker.WorkerError):
             raise SimulationFailed(f"simulation failed: {error}") from None
-        if isinstance(error, BrokenProcessPool):
-            raise self._died(pool) from None
         if not isinstance(error, Exception):
             log.error("a simulation worker sent back %r", error)
             raise SimulationFailed(f"simulation failed: {type(error).__name__}") from None
         raise error
 
-    def _died(self, pool: ProcessPoolExecutor) -> SimulationFailed:
-        self._replace(pool)
-        return SimulationFailed("the worker process running this simulation died; it is being replaced")
-
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        if broken is not self._pool:
-            return  # another request already replaced it
-        log.error("a simulation worker died; starting a new pool of %d workers", self.workers)
-        self._ready = 0
-        self._pool = self._new_pool()
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._rewarm = asyncio.create_task(self._warm_logged())
-
-    async def _warm_logged(self) -> None:
-        try:
-            await self.warm()
-            log.info("replacement worker pool is warm")
-        except (BrokenProcessPool, worker.WorkerError, TimeoutError) as exc:
-            log.error("replacement worker pool failed to warm: %s", exc)
+    def _release(self, slot: _Slot, future: asyncio.Future[Any]) -> None:
+        if self._closed or slot not in self._slots:
+            return
+        if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool | worker.OutOfMemory):
+            self._replace(slot, "was lost during an abandoned run")
+        else:
+            self._idle.put_nowait(slot)
 
     async def close(self) -> None:
-        if self._rewarm is not None:
-            self._rewarm.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._rewarm
+        self._closed = True
+        for task in list(self._warming):
+            task.cancel()
+        await asyncio.gather(*self._warming, return_exceptions=True)
         self._ready = 0
-        pool = self._pool
-        # Private, but the only handle on the workers before Python 3.14's terminate_workers().
-        processes = list(getattr(pool, "_processes", {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)  # idle workers exit at once
+        slots = list(self._slots)
+        processes = [process for slot in slots for process in slot.processes()]
+        for slot in slots:
+            slot.executor.shutdown(wait=False, cancel_futures=True)  # idle workers exit at once
         await asyncio.to_thread(_stop, processes, WORKER_STOP_TIMEOUT_S)
-        await asyncio.to_thread(pool.shutdown, wait=True)
+        for slot in slots:
+            await asyncio.to_thread(slot.executor.shutdown, wait=True)
+        self._slots.clear()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _stop(processes: list[multiprocessing.process.BaseProcess], grace_s: float) -> None:
@@ -137,19 +236,24 @@ def _stop(processes: list[multiprocessing.process.BaseProcess], grace_s: float) 
 
 @asynccontextmanager
 async def open_pool(
-    spec: str, workers: int, log_level: str, vm_band: tuple[float, float] = DEFAULT_VM_BAND
+    config: WorkerConfig | str, workers: int, log_level: str | None = None, run_timeout: float = 60.0
 ) -> AsyncIterator[SimulationPool]:
-    pool = SimulationPool(spec, workers, log_level, vm_band)
+    """A started pool; `config` may be just the simulation's spec (tests), with `log_level`."""
+    if isinstance(config, str):
+        config = WorkerConfig(config, log_level or "INFO")
+    pool = SimulationPool(config, workers, run_timeout)
     try:
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        began = loop.time()
         try:
-            await pool.warm()
+            await pool.start()
         except worker.WorkerError as exc:
-            raise StartupError(f"POWERSIM_SIMULATION={spec}: {exc}") from None
+            raise StartupError(f"POWERSIM_SIMULATION={config.spec}: {exc}") from None
+        except worker.MemoryCapTooLow as exc:
+            raise StartupError(f"POWERSIM_WORKER_MEMORY_MB={config.memory_mb}: {exc}") from None
         except (BrokenProcessPool, TimeoutError) as exc:
             raise StartupError(f"simulation workers failed to start: {exc!r}") from None
-        log.info("%d simulation workers ready in %.2f s (%s)", workers, loop.time() - started, spec)
+        log.info("%d simulation workers ready in %.2f s (%s)", workers, loop.time() - began, config.spec)
         yield pool
     finally:
         await pool.close()

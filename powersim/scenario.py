@@ -1,7 +1,10 @@
 """The inputs of one run: the single definition behind request validation, GraphQL and OpenAPI.
 
-A run is a what-if study on the seed network (test_sim.py): every field is optional and takes the
-seed value when omitted, so `{}` (or no body) is today's run. Validation is pydantic's, in strict
+A run is a what-if study on a network: the seed network (test_sim.py, the default) or one from
+the catalog or the uploads (`network`). Every field is optional: on the seed network omitted
+inputs take the seed values, so `{}` (or no body) is today's run; on any other network omitted
+inputs leave the network as built. Which inputs apply to which network is the service's check
+(it needs `model_fields_set`, what the request actually gave). Validation is pydantic's, in strict
 mode: finite JSON numbers only (integers are accepted, booleans, strings and null are not; NaN,
 Infinity and 1e999 fail as `finite_number`), each within a documented physical range, unknown keys
 rejected. Duplicate keys are last-wins, as in pydantic's JSON parser.
@@ -18,6 +21,7 @@ from pydantic_core import ErrorDetails
 
 from .errors import PowerSimError
 from .jsonin import JSONTooDeep, check_depth
+from .models import NETWORK_ID, SEED_NETWORK
 
 # The error for keys that are not fields: unknown names are echoed, cut to this length and count.
 MAX_NAME_CHARS = 64
@@ -34,8 +38,17 @@ class StrictInput(BaseModel):
 
 
 class ScenarioInput(StrictInput):
-    """Inputs of one power flow on the seed network; omitted fields take the seed values."""
+    """Inputs of one power flow: the network, and what-if values for it. On the seed network
+    omitted fields take the seed values; on others they leave the network as built."""
 
+    network: Annotated[
+        str,
+        Field(
+            pattern=f"^{NETWORK_ID.pattern}$",
+            description="The network to run: `seed` (default), a catalog id such as `case118`, or an upload's"
+            " id (`upload-<n>`); see GET /networks.",
+        ),
+    ] = SEED_NETWORK
     load_p_mw: Annotated[
         float, Field(ge=-1000, le=1000, description="Active power of the load on bus 3, in MW (|P| <= 1000).")
     ] = 0.1
@@ -44,18 +57,48 @@ class ScenarioInput(StrictInput):
     ] = 0.05
     ext_grid_vm_pu: Annotated[
         float,
-        Field(ge=0.5, le=1.5, description="Voltage set point of the external grid, in per unit (0.5 to 1.5)."),
+        Field(
+            ge=0.5,
+            le=1.5,
+            description="Voltage set point of every external grid, in per unit (0.5 to 1.5); the seed network's"
+            " default is 1.02, other networks keep their own when it is omitted.",
+        ),
     ] = 1.02
     # At least a metre: far shorter lines make pandapower divide by zero (a 500, not an outcome).
     line_length_km: Annotated[
         float,
         Field(ge=0.001, le=100, description="Length of the line from bus 2 to the load, in km (0.001 to 100)."),
     ] = 0.1
+    load_scaling: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=10,
+            description="Factor on the power of every load (times its own scaling), 0 to 10; not on the seed"
+            " network. Default 1: the network as built.",
+        ),
+    ] = 1.0
+    sgen_scaling: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=10,
+            description="Factor on the power of every static generator (times its own scaling), 0 to 10; not on"
+            " the seed network. Default 1: the network as built.",
+        ),
+    ] = 1.0
 
 
 SEED = ScenarioInput()
-# The inputs' names, in declaration order: the keyword arguments a simulation takes.
-INPUT_NAMES: tuple[str, ...] = tuple(ScenarioInput.model_fields)
+# The seed network's inputs, in declaration order: the keyword arguments a simulation takes.
+INPUT_NAMES: tuple[str, ...] = ("load_p_mw", "load_q_mvar", "ext_grid_vm_pu", "line_length_km")
+# The inputs of every other network (see grid/loading.py); ext_grid_vm_pu is in both sets.
+NETWORK_INPUT_NAMES: tuple[str, ...] = ("load_scaling", "sgen_scaling", "ext_grid_vm_pu")
+
+
+def seed_inputs(inputs: ScenarioInput) -> dict[str, float]:
+    """The full seed input set of a run: what a simulation is called with and the run stores."""
+    return {name: getattr(inputs, name) for name in INPUT_NAMES}
 
 
 class ScenarioError(PowerSimError, ValueError):
@@ -107,6 +150,10 @@ def _problem(error: ErrorDetails) -> str:
         return "must be a finite number"
     if kind in ("float_type", "float_parsing", "int_type"):
         return "must be a number"
+    if kind == "string_type":
+        return "must be a string"
+    if kind == "string_pattern_mismatch":
+        return "must be a network id: up to 64 lower-case letters, digits, '_', '.' or '-'"
     if kind == "model_type":
         return "must be a JSON object"
     if kind in _COMPARISONS:

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio.connection import parse_url
 
+from .constants import DEFAULT_MAX_BUSES, DEFAULT_MAX_NETWORK_BYTES, DEFAULT_RUN_TIMEOUT_S
 from .errors import SettingsError
 from .grid import DEFAULT_VM_BAND, check_band
 
@@ -42,6 +43,10 @@ class Settings:
     drain_timeout: float = 30.0  # on SIGTERM, how long runs in flight may take to finish
     event_loop: str = "uvloop"  # or "asyncio", the standard loop (for debugging)
     ws_heartbeat: float = 20.0  # websocket ping interval; a peer silent for half of it more is dropped
+    run_timeout: float = DEFAULT_RUN_TIMEOUT_S  # a run past it is stopped (its worker replaced)
+    worker_memory_mb: int | None = None  # address-space cap per worker; None: no cap
+    max_network_bytes: int = DEFAULT_MAX_NETWORK_BYTES  # largest upload
+    max_buses: int = DEFAULT_MAX_BUSES  # largest network, uploads and runs alike
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +71,10 @@ class Settings:
             drain_timeout=float(_int(env, "POWERSIM_DRAIN_TIMEOUT", int(cls.drain_timeout), low=0, high=3600)),
             event_loop=_choice(env, "POWERSIM_EVENT_LOOP", cls.event_loop, ("uvloop", "asyncio")),
             ws_heartbeat=float(_int(env, "POWERSIM_WS_HEARTBEAT", int(cls.ws_heartbeat), low=1, high=3600)),
+            run_timeout=_seconds(env, "POWERSIM_RUN_TIMEOUT", cls.run_timeout, low=0.1, high=86_400),
+            worker_memory_mb=_memory_mb(env, workers),
+            max_network_bytes=_int(env, "POWERSIM_MAX_NETWORK_BYTES", cls.max_network_bytes, low=1024, high=2**31),
+            max_buses=_int(env, "POWERSIM_MAX_BUSES", cls.max_buses, low=1, high=1_000_000),
         )
 
     @property
@@ -135,6 +144,40 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw[:40]!r}") from None
+    if not low <= value <= high:  # NaN fails this too
+        raise SettingsError(f"{name} must be between {low:g} and {high:g} seconds, got {raw[:40]!r}")
+    return value
+
+
+# A worker holds ~1.5 GB of address space once pandapower is loaded (mostly reserved, untouched):
+# the default cap never goes below this, whatever the share of memory says.
+MIN_DEFAULT_WORKER_MEMORY_MB = 3072
+
+
+def _memory_mb(env: Mapping[str, str], workers: int) -> int | None:
+    """POWERSIM_WORKER_MEMORY_MB; `0` turns the cap off; by default a fair share: 80 % of the
+    machine's memory divided among the workers, at least MIN_DEFAULT_WORKER_MEMORY_MB."""
+    if env.get("POWERSIM_WORKER_MEMORY_MB", "").strip():
+        value = _int(env, "POWERSIM_WORKER_MEMORY_MB", 0, low=0, high=2**24)
+        return value or None
+    return max(physical_memory_mb() * 4 // 5 // workers, MIN_DEFAULT_WORKER_MEMORY_MB)
+
+
+def physical_memory_mb() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError):  # not on this platform
+        return MIN_DEFAULT_WORKER_MEMORY_MB
 
 
 def _redis_url(url: str) -> str:

@@ -15,6 +15,7 @@ import aiosqlite
 from .constants import DB_BUSY_TIMEOUT_MS, DB_PROBE_BUSY_TIMEOUT_MS, DB_PROBE_INTERVAL_S, DB_PROBE_PAGES
 from .errors import StartupError, Unavailable
 from .models import SimulationResult, Status, dumps, format_time, parse_time
+from .networks import NetworkEntry, NewUpload, parse_upload_id, upload_id
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,58 @@ MIGRATIONS: tuple[str, ...] = (
     -- A page of one status, newest id first.
     CREATE INDEX simulations_status ON simulations (status, id);
     """,
+    # Runs have a network, and two more outcomes. A CHECK cannot change, so the table is rebuilt
+    # as in version 3; earlier runs all computed the seed network. Uploaded networks get a table.
+    """
+    CREATE TABLE simulations_v4 (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        launched_at    TEXT NOT NULL,  -- UTC, fixed-width ISO 8601, so text order is time order
+        finished_at    TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('converged', 'not_converged', 'timed_out', 'failed')),
+        active_power   REAL,           -- MW; null unless converged
+        reactive_power REAL,           -- MVAr; null unless converged
+        inputs         TEXT,           -- JSON object; null for a simulation that takes none
+        message        TEXT,           -- the solver's message, or why the run failed
+        details        TEXT,           -- JSON (grid.Details); null when the simulation gave none
+        network        TEXT NOT NULL,  -- its id: 'seed', a catalog name or 'upload-<seq>'
+        network_sha256 TEXT,           -- an upload's, at the time of the run (the upload may be
+                                       -- deleted, its id never reused); null for other networks
+        CHECK ((status = 'converged') = (active_power IS NOT NULL)),
+        CHECK ((active_power IS NULL) = (reactive_power IS NULL))
+    );
+    INSERT INTO simulations_v4 (id, launched_at, finished_at, status, active_power, reactive_power, inputs,
+                                message, details, network)
+        SELECT id, launched_at, finished_at, status, active_power, reactive_power, inputs, message, details, 'seed'
+        FROM simulations;
+    DELETE FROM sqlite_sequence WHERE name = 'simulations_v4';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'simulations_v4', seq FROM sqlite_sequence WHERE name = 'simulations';
+    DROP TABLE simulations;
+    ALTER TABLE simulations_v4 RENAME TO simulations;
+    -- newest_launched (on every Redis reconnect): the newest converged launch, without a sort.
+    CREATE INDEX simulations_status_launched_at ON simulations (status, launched_at);
+    -- A page of one status, newest id first.
+    CREATE INDEX simulations_status ON simulations (status, id);
+    -- A page of one network (?network=), newest id first.
+    CREATE INDEX simulations_network ON simulations (network, id);
+
+    CREATE TABLE networks (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- the id is 'upload-' || seq; AUTOINCREMENT
+                                                       -- so a deleted upload's id is never reused
+        name       TEXT NOT NULL,
+        sha256     TEXT NOT NULL UNIQUE,  -- of the document, lower-case hex: the same upload is stored once
+        size_bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL,         -- UTC, fixed-width ISO 8601 (models.format_time)
+        counts     TEXT NOT NULL,         -- JSON object: element table name -> row count
+        inputs     TEXT NOT NULL,         -- JSON array: names of the run inputs that apply to it
+        document   BLOB NOT NULL          -- the pandapower JSON as uploaded; read only to run it
+    );
+    """,
 )
 
-_COLUMNS = "id, active_power, reactive_power, launched_at, status, inputs, message"
+_COLUMNS = "id, active_power, reactive_power, launched_at, status, inputs, message, network, network_sha256"
+# Every column of `networks` but the document, which can be megabytes: read only to run it.
+_NETWORK_COLUMNS = "seq, name, sha256, size_bytes, created_at, counts, inputs"
 
 # The health check's write: a value DB_PROBE_PAGES pages long needs pages of its own (overflow
 # pages), which SQLite takes from the free list or by growing the file, as a run's insert does
@@ -103,12 +153,13 @@ class Storage:
         the row is durable."""
         assert run.launched_at is not None
         assert run.status is not None
+        assert run.network is not None
         inputs = dumps(dict(run.inputs)) if run.inputs is not None else None
         try:
             async with self._lock, self._transaction():
                 cursor = await self._conn.execute(
                     "INSERT INTO simulations (launched_at, finished_at, status, active_power, reactive_power,"
-                    " inputs, message, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " inputs, message, details, network, network_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         format_time(run.launched_at),
                         format_time(finished_at),
@@ -118,6 +169,8 @@ class Storage:
                         inputs,
                         run.message,
                         run.details_json,
+                        run.network,
+                        run.network_sha256,
                     ),
                 )
         except aiosqlite.Error as exc:
@@ -131,13 +184,19 @@ class Storage:
         rows = await self._fetch(f"SELECT {columns} FROM simulations WHERE id = ?", (run_id,))
         return rows[0] if rows else None
 
-    async def page(self, limit: int, before: int | None, status: Status | None = None) -> list[SimulationResult]:
-        """Newest first by id, of one status or all; `before` is exclusive, for keyset pagination."""
+    async def page(
+        self, limit: int, before: int | None, status: Status | None = None, network: str | None = None
+    ) -> list[SimulationResult]:
+        """Newest first by id, of one status and one network, or all; `before` is exclusive, for
+        keyset pagination."""
         where = ["id < ?"] if before is not None else []
         params: list[object] = [before] if before is not None else []
         if status is not None:
             where.append("status = ?")
             params.append(status)
+        if network is not None:
+            where.append("network = ?")
+            params.append(network)
         condition = f"WHERE {' AND '.join(where)} " if where else ""
         return await self._fetch(
             f"SELECT {_COLUMNS} FROM simulations {condition}ORDER BY id DESC LIMIT ?", (*params, limit)
@@ -150,6 +209,72 @@ class Storage:
             (),
         )
         return rows[0] if rows else None
+
+    async def add_network(self, upload: NewUpload) -> tuple[NetworkEntry, bool]:
+        """Store an upload, unless one with the same document is stored already: that one's
+        entry then, and False. The look-up and the insert share a transaction, so two equal
+        uploads at once store one row."""
+        select = f"SELECT {_NETWORK_COLUMNS} FROM networks WHERE sha256 = ?"
+        try:
+            async with self._lock, self._transaction():
+                async with self._conn.execute(select, (upload.sha256,)) as cursor:
+                    row = await cursor.fetchone()
+                created = row is None
+                if created:
+                    await self._conn.execute(
+                        "INSERT INTO networks (name, sha256, size_bytes, created_at, counts, inputs, document)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            upload.name,
+                            upload.sha256,
+                            upload.size_bytes,
+                            format_time(upload.created_at),
+                            dumps(dict(upload.counts)),
+                            dumps(list(upload.inputs)),
+                            upload.document,
+                        ),
+                    )
+                    # Read back: the entry is then exactly what a later get_network gives.
+                    async with self._conn.execute(select, (upload.sha256,)) as cursor:
+                        row = await cursor.fetchone()
+        except aiosqlite.Error as exc:
+            log.error("storing a network failed: %s", exc)
+            raise Unavailable("database error, the network was not stored") from exc
+        assert row is not None
+        return _network(row), created
+
+    async def list_networks(self) -> list[NetworkEntry]:
+        """The uploads, oldest first."""
+        rows = await self._fetch_raw(f"SELECT {_NETWORK_COLUMNS} FROM networks ORDER BY seq", ())
+        return [_network(row) for row in rows]
+
+    async def get_network(self, network_id: str) -> NetworkEntry | None:
+        seq = parse_upload_id(network_id)
+        if seq is None:
+            return None
+        rows = await self._fetch_raw(f"SELECT {_NETWORK_COLUMNS} FROM networks WHERE seq = ?", (seq,))
+        return _network(rows[0]) if rows else None
+
+    async def network_document(self, network_id: str) -> tuple[str, bytes] | None:
+        """An upload's sha256 and document, to run it; None when there is no such upload."""
+        seq = parse_upload_id(network_id)
+        if seq is None:
+            return None
+        rows = await self._fetch_raw("SELECT sha256, document FROM networks WHERE seq = ?", (seq,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def delete_network(self, network_id: str) -> bool:
+        """Whether an upload was deleted. Runs on it stay in the history, with its id and sha256."""
+        seq = parse_upload_id(network_id)
+        if seq is None:
+            return False
+        try:
+            async with self._lock, self._transaction():
+                cursor = await self._conn.execute("DELETE FROM networks WHERE seq = ?", (seq,))
+        except aiosqlite.Error as exc:
+            log.error("deleting a network failed: %s", exc)
+            raise Unavailable("database error, the network was not deleted") from exc
+        return cursor.rowcount > 0
 
     async def check(self) -> bool:
         """Whether a run could be stored now; one probe per DB_PROBE_INTERVAL_S at most, its answer
@@ -237,7 +362,23 @@ def _run(row: aiosqlite.Row) -> SimulationResult:
         status=row[4],
         inputs=json.loads(row[5]) if row[5] is not None else None,
         message=row[6],
-        details_json=row[7] if len(row) > 7 else None,
+        network=row[7],
+        network_sha256=row[8],
+        details_json=row[9] if len(row) > 9 else None,
+    )
+
+
+def _network(row: aiosqlite.Row) -> NetworkEntry:
+    """A row of _NETWORK_COLUMNS."""
+    return NetworkEntry(
+        id=upload_id(row[0]),
+        name=row[1],
+        source="upload",
+        counts=json.loads(row[5]),
+        inputs=tuple(json.loads(row[6])),
+        sha256=row[2],
+        size_bytes=row[3],
+        created_at=parse_time(row[4]),
     )
 
 

@@ -176,3 +176,26 @@ class _Hostile(dict[str, object]):
 
 def hostile_mapping() -> object:
     return _Hostile()
+
+
+# --- the run time limit and the memory cap (issue 13) ----------------------------------------
+
+# The seed input value that makes slow_for and hungry_for misbehave; any other runs at once.
+TRIGGER_LOAD_P_MW = 0.5
+
+
+def slow_for(**inputs: float) -> tuple[float, float]:
+    """Far past any run time limit a test sets, for one input value only: runs at the same time
+    with other values show that the limit stops that run alone."""
+    if inputs["load_p_mw"] == TRIGGER_LOAD_P_MW:
+        time.sleep(60)
+    return inputs["load_p_mw"], inputs["load_q_mvar"]
+
+
+def hungry_for(**inputs: float) -> tuple[float, float]:
+    """Asks for 8 GiB for one input value only (more than any cap a test sets; the pages are
+    written, so without a cap it really takes them); other values run at once."""
+    if inputs["load_p_mw"] == TRIGGER_LOAD_P_MW:
+        block = bytearray(8 * 2**30)
+        return float(len(block)), 0.0
+    return inputs["load_p_mw"], inputs["load_q_mvar"]

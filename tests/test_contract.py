@@ -5,6 +5,7 @@ throws arbitrary bytes at the outside-writer path."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import signal
 import subprocess
@@ -25,8 +26,10 @@ from schemathesis.config import SchemathesisConfig
 from powersim import grid
 from powersim.app import create_app
 from powersim.constants import LATEST_KEY, MAX_VALUE_BYTES
-from powersim.models import STATUSES
-from powersim.scenario import scenario_json_schema
+from powersim.grid.loading import COUNTED
+from powersim.models import STATUSES, SimulationResult
+from powersim.networks import NetworkEntry, Source
+from powersim.scenario import ScenarioInput, scenario_json_schema
 from powersim.settings import Settings
 
 from .processes import server_env, start_server, wait_healthy
@@ -102,6 +105,27 @@ def test_statuses_are_the_models() -> None:
     assert status["schema"]["enum"] == list(STATUSES)
 
 
+def test_runs_and_networks_have_the_keys_the_code_writes() -> None:
+    """Results, runs and network entries list the keys the code writes, in its order; a
+    network's counts are loading.COUNTED's and its inputs are ScenarioInput's fields."""
+    run = SimulationResult(1, None, None, None)
+    assert list(_schema("Result")["properties"]) == _schema("Result")["required"] == list(run.to_dict())
+    assert list(_schema("Run")["properties"]) == _schema("Run")["required"] == list(run.to_run_dict())
+    with_details = [*run.to_run_dict(), "details"]
+    assert list(_schema("RunWithDetails")["properties"]) == _schema("RunWithDetails")["required"] == with_details
+    assert _schema("RunWithDetails")["properties"]["status"] == _schema("Run")["properties"]["status"]
+    upload = NetworkEntry("upload-1", "x", "upload", {}, ())
+    entry = _schema("NetworkEntry")
+    assert list(entry["properties"]) == list(upload.to_dict())
+    assert entry["required"] == list(NetworkEntry("seed", "x", "builtin", {}, ()).to_dict())
+    assert entry["properties"]["source"]["enum"] == list(get_args(Source))
+    assert entry["properties"]["inputs"]["items"]["enum"] == [
+        name for name in ScenarioInput.model_fields if name != "network"
+    ]
+    counts = _schema("NetworkCounts")
+    assert list(counts["properties"]) == counts["required"] == list(COUNTED)
+
+
 def conforms(name: str, body: Any) -> None:
     """Assert that `body` is valid against the document's schema `name` (JSON Schema 2020-12,
     the dialect of OpenAPI 3.1, validated by jsonschema_rs as schemathesis does)."""
@@ -160,6 +184,71 @@ async def test_runs_without_details_or_inputs_conform_too(make_client: Any) -> N
         await client.close()
 
 
+async def test_network_answers_conform_to_the_document(make_client: Any) -> None:
+    """Uploads, their entries and document, runs on them and their history, checked against the
+    schemas by name (schemathesis never makes a usable network, so it only sees the refusals)."""
+    # By name, as the workers do: a second or two to import, for this test only (and untyped).
+    pandapower = importlib.import_module("pandapower")
+    test_sim = importlib.import_module("test_sim")
+    _answer("NetworkEntry", "/networks", "post", 201)
+    _answer("NetworkEntry", "/networks", "post", 200)
+    _answer("NetworkList", "/networks", "get", 200)
+    _answer("PandapowerNetwork", "/networks/{id}/json", "get", 200)
+    document = pandapower.to_json(test_sim.build_network()).encode()
+    client = await make_client(simulation="test_sim:run_network", workers=2)
+    headers = {"Content-Type": "application/json"}
+    created = await client.post("/networks?name=three%20buses", data=document, headers=headers)
+    entry = await created.json()
+    assert (created.status, created.headers["Location"], entry["name"]) == (201, "/networks/upload-1", "three buses")
+    conforms("NetworkEntry", entry)
+    again = await client.post("/networks?name=other", data=document, headers=headers)
+    assert (again.status, again.headers["Location"], await again.json()) == (200, "/networks/upload-1", entry)
+    listed = await (await client.get("/networks")).json()
+    conforms("NetworkList", listed)
+    sources = [network["source"] for network in listed["networks"]]
+    assert (sources[0], sources[-1], sources.count("catalog")) == ("builtin", "upload", len(sources) - 2)
+    stored = await client.get("/networks/upload-1/json")
+    assert (stored.status, await stored.read()) == (200, document)
+    conforms("PandapowerNetwork", json.loads(document))
+    ran = await client.post("/run-simulation", json={"network": "upload-1", "load_scaling": 2})
+    posted = await ran.json()
+    assert (ran.status, posted["network"], posted["inputs"]) == (200, "upload-1", {"load_scaling": 2.0})
+    conforms("Result", posted)
+    assert (await client.delete("/networks/upload-1")).status == 204
+    gone = await client.get("/networks/upload-1")
+    assert gone.status == 404
+    conforms("Error", await gone.json())
+    page = await (await client.get("/simulations?network=upload-1")).json()
+    conforms("Page", page)
+    assert [(run["id"], run["network_sha256"]) for run in page["simulations"]] == [(posted["id"], entry["sha256"])]
+    conforms("RunWithDetails", await (await client.get(f"/simulations/{posted['id']}")).json())
+    unsafe = await client.post("/networks", json={"_module": "os", "_class": "system", "_object": "id"})
+    assert unsafe.status == 422
+    refused = await unsafe.json()
+    assert refused["error"].startswith("the network is refused: ")
+    conforms("Error", refused)
+
+
+async def test_stopped_and_failed_runs_conform_to_the_document(make_client: Any) -> None:
+    """A run stopped at the time limit (504) and one whose worker died (500) are stored and
+    returned with their own schemas; a simulation that raises is a plain error (500)."""
+    _answer("RunTimedOut", "/run-simulation", "post", 504)
+    for simulation, run_timeout, status, name, stored in (
+        ("tests.sims:slow", 0.3, 504, "RunTimedOut", ["timed_out"]),
+        ("tests.sims:dies", 60.0, 500, "RunFailed", ["failed", "timed_out"]),
+        ("tests.sims:fails", 60.0, 500, "Error", ["failed", "timed_out"]),  # nothing stored
+    ):
+        client = await make_client(simulation=simulation, run_timeout=run_timeout)  # one database for all
+        response = await client.post("/run-simulation")
+        body = await response.json()
+        assert response.status == status, body
+        conforms(name, body)
+        page = await (await client.get("/simulations")).json()
+        assert [run["status"] for run in page["simulations"]] == stored
+        conforms("Page", page)
+        await client.close()
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[str]:
     """A real server process (schemathesis's tests are synchronous, so not the in-loop client),
@@ -185,13 +274,20 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisSer
 # Valid inputs answer 422 when the power flow does not converge (most generated inputs, far from
 # the seed network's operating point): an outcome the document lists, not a rejected request.
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+# A schema-valid upload is a pandapowerNet of any tables, almost never a usable network (422), and
+# a generated name may be all whitespace or hold unprintable characters (400): both documented.
+UPLOAD_ACCEPTED = [*ACCEPTED, "400"]
 CONFIG = SchemathesisConfig.from_dict(
     {
         "operations": [
             {
                 "include-operation-id": "runSimulation",
                 "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}},
-            }
+            },
+            {
+                "include-operation-id": "addNetwork",
+                "checks": {"positive_data_acceptance": {"expected-statuses": UPLOAD_ACCEPTED}},
+            },
         ]
     }
 )
@@ -249,6 +345,7 @@ async def _write_and_observe(base: str, redis_server: RedisServer, raw: bytes, e
         "reactive_power": -1.0,
         "launched_at": None,
         "status": None,
+        "network": None,
         "inputs": None,
     }
     try:

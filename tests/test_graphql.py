@@ -18,7 +18,9 @@ from powersim.gql import schema
 from .conftest import ClientFactory
 
 Client = TestClient[Any, Any]
-RESULT_FIELDS = "id activePower reactivePower launchedAt status inputs { loadPMw loadQMvar extGridVmPu lineLengthKm }"
+RESULT_FIELDS = (
+    "id activePower reactivePower launchedAt status network inputs { loadPMw loadQMvar extGridVmPu lineLengthKm }"
+)
 INPUT_FIELDS = {"loadPMw": "load_p_mw", "loadQMvar": "load_q_mvar", "extGridVmPu": "ext_grid_vm_pu"} | {
     "lineLengthKm": "line_length_km"
 }
@@ -40,6 +42,7 @@ def as_rest(result: dict[str, Any]) -> dict[str, Any]:
         "reactive_power": result["reactivePower"],
         "launched_at": result["launchedAt"],
         "status": result["status"],
+        "network": result["network"],
         "inputs": {INPUT_FIELDS[name]: value for name, value in inputs.items()} if inputs is not None else None,
     }
 
@@ -56,7 +59,7 @@ async def test_mutation_uses_the_rest_path(client: Client, redis_client: aioredi
     assert (result["activePower"], result["reactivePower"]) == (0.1, 0.05)
     assert (result["status"], result["inputs"]) == ("converged", None)  # tests.sims:fixed takes no inputs
     # Same storage and the same Redis write as POST /run-simulation.
-    stored = as_rest(result) | {"message": None, "details": None}
+    stored = as_rest(result) | {"network_sha256": None, "message": None, "details": None}
     assert await (await client.get("/simulations/1")).json() == stored
     assert json.loads(await redis_client.get(LATEST_KEY)) == as_rest(result)
     rest_run = await (await client.post("/run-simulation")).json()
@@ -175,6 +178,7 @@ async def test_subscription_sees_rest_runs_and_outside_writers(client: Client, r
             "reactivePower": 0.125,
             "launchedAt": None,
             "status": None,
+            "network": None,
             "inputs": None,
         }
         # An outside writer's own input names have no field: only the seed network's are shown.
@@ -186,6 +190,7 @@ async def test_subscription_sees_rest_runs_and_outside_writers(client: Client, r
             "reactive_power": 2.0,
             "launched_at": None,
             "status": "converged",
+            "network": None,
             "inputs": {"load_p_mw": 0.3, "load_q_mvar": None, "ext_grid_vm_pu": None, "line_length_km": None},
         }
         await ws.send_json({"id": "1", "type": "complete"})

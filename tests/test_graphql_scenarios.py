@@ -16,13 +16,12 @@ from graphql import (
     GraphQLObjectType,
     GraphQLScalarType,
     build_schema,
-    value_from_ast,
 )
 from graphql.type.definition import GraphQLNamedType, GraphQLType
 
 from powersim.gql import schema
 from powersim.grid import SECTIONS
-from powersim.scenario import INPUT_NAMES, SEED
+from powersim.scenario import INPUT_NAMES, ScenarioInput
 
 from .conftest import ClientFactory
 from .test_graphql import gql, next_payload
@@ -33,7 +32,7 @@ Json = dict[str, Any]
 
 SEED_INPUTS = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
 INPUTS = "inputs { loadPMw loadQMvar extGridVmPu lineLengthKm }"
-RUN = f"id status activePower reactivePower launchedAt message {INPUTS}"
+RUN = f"id status activePower reactivePower launchedAt network networkSha256 message {INPUTS}"
 DETAILS = """details {
   buses { index name vnKv vmPu vaDegree pMw qMvar }
   lines { index name loadingPercent pFromMw qFromMvar plMw qlMvar iKa }
@@ -70,7 +69,9 @@ def as_rest(result: Json) -> Json:
         "reactive_power": result["reactivePower"],
         "launched_at": result["launchedAt"],
         "status": result["status"],
+        "network": result["network"],
         "inputs": snake_keys(result["inputs"]),
+        "network_sha256": result["networkSha256"],
         "message": result["message"],
     }
 
@@ -141,6 +142,12 @@ INVALID_INLINE = [
     ("{extGridVmPu: 0.4}", {"extGridVmPu": "must be >= 0.5"}),
     ("{loadQMvar: -1000.5, extGridVmPu: 1.6}", {"loadQMvar": "must be >= -1000", "extGridVmPu": "must be <= 1.5"}),
     ("{lineLengthKm: -1}", {"lineLengthKm": "must be >= 0.001"}),
+    # Fields are nullable in the schema (omitted stays omitted), so an explicit null is ours to refuse.
+    ("{loadPMw: null}", {"loadPMw": "must be a number"}),
+    ('{network: "Case 9"}', {"network": "must be a network id: up to 64 lower-case letters, digits, '_', '.' or '-'"}),
+    ('{network: "nowhere"}', {"network": "no network 'nowhere': see GET /networks"}),
+    ('{network: "case9", loadPMw: 1}', {"loadPMw": "applies to the seed network only"}),
+    ("{loadScaling: 2}", {"loadScaling": "applies to catalog and uploaded networks, not the seed"}),
 ]
 
 
@@ -166,8 +173,6 @@ async def test_invalid_input_is_a_graphql_error_naming_every_field(make_client: 
     # What GraphQL's own type system refuses in a literal, before any resolver runs.
     for literal, named in (
         ('{loadPMw: "0.2"}', "Float cannot represent non numeric value"),
-        # graphql-core's words for an explicit null name the type, not the field (the location points at it)
-        ("{loadPMw: null}", "non-null type 'Float!'"),
         ("{bogus: 1}", "not to include unknown field 'bogus'"),
     ):
         body = await gql(client, f"mutation {{ runSimulation(input: {literal}) {{ id }} }}")
@@ -217,7 +222,7 @@ async def test_subscription_receives_status_and_inputs_of_rest_runs(make_client:
         assert (await ws.receive_json(timeout=5))["type"] == "connection_ack"
         await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": subscription}})
         current = await next_payload(ws)
-        assert as_rest(current) == existing | {"message": None}
+        assert as_rest(current) == existing | {"network_sha256": None, "message": None}
         assert (current["status"], current["details"]) == ("converged", None)
         assert snake_keys(current["inputs"]) == SEED_INPUTS
 
@@ -225,7 +230,7 @@ async def test_subscription_receives_status_and_inputs_of_rest_runs(make_client:
         assert diverged.status == 422  # stored, never pushed: the next message is the run below
         ran = await (await client.post("/run-simulation", json={"load_q_mvar": 0.07, "line_length_km": 0.05})).json()
         pushed = await next_payload(ws)
-        assert as_rest(pushed) == ran | {"message": None}
+        assert as_rest(pushed) == ran | {"network_sha256": None, "message": None}
         assert snake_keys(pushed["inputs"]) == SEED_INPUTS | {"load_q_mvar": 0.07, "line_length_km": 0.05}
         assert (pushed["status"], pushed["reactivePower"], pushed["details"]) == ("converged", 0.07, None)
         await ws.send_json({"id": "1", "type": "complete"})
@@ -265,23 +270,22 @@ def test_the_schema_types_follow_the_grid_sections_and_the_inputs() -> None:
 
     inputs = sdl.get_type("Inputs")
     assert isinstance(inputs, GraphQLObjectType)
-    assert list(inputs.fields) == [camel(name) for name in INPUT_NAMES]
+    every_input = [*INPUT_NAMES, "load_scaling", "sgen_scaling"]
+    assert list(inputs.fields) == [camel(name) for name in every_input]
     scenario_input = sdl.get_type("ScenarioInput")
     assert isinstance(scenario_input, GraphQLInputObjectType)
-    assert list(scenario_input.fields) == [camel(name) for name in INPUT_NAMES]
-    # build_schema keeps a default as its literal: read it back as a value of the field's type
-    defaults = {
-        name: value_from_ast(field.ast_node.default_value if field.ast_node else None, field.type)
-        for name, field in scenario_input.fields.items()
-    }
-    assert defaults == {camel(name): value for name, value in SEED.model_dump().items()}
-    for field in scenario_input.fields.values():
-        assert isinstance(field.type, GraphQLNonNull)
-        assert isinstance(field.type.of_type, GraphQLScalarType)
-        assert field.type.of_type.name == "Float"
+    # The same fields as the pydantic model, each optional and without a default: omitted stays
+    # omitted, since which inputs apply depends on what a request gave.
+    assert list(scenario_input.fields) == [camel(name) for name in ScenarioInput.model_fields]
+    for name, field in scenario_input.fields.items():
+        assert not isinstance(field.type, GraphQLNonNull), name
+        assert field.ast_node is None or field.ast_node.default_value is None, name
+        assert isinstance(field.type, GraphQLScalarType)
+        assert field.type.name == ("String" if name == "network" else "Float")
+        assert field.description == ScenarioInput.model_fields[snake(name)].description
     status = sdl.get_type("RunStatus")
     assert isinstance(status, GraphQLEnumType)
-    assert list(status.values) == ["converged", "not_converged"]
+    assert list(status.values) == ["converged", "not_converged", "timed_out", "failed"]
 
 
 BAD_VARIABLES = [

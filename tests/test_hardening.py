@@ -151,10 +151,13 @@ async def test_a_dead_worker_is_replaced_and_later_runs_succeed(
 ) -> None:
     monkeypatch.setenv("POWERSIM_TEST_MARKER", str(tmp_path / "died"))  # inherited by the workers
     client = await make_client(simulation="tests.sims:dies_once")
-    await expect_error(await client.post("/run-simulation"), 500, "worker process running this simulation died")
+    died = await client.post("/run-simulation")
+    assert died.status == 500
+    assert "worker process running this simulation died" in (await died.json())["error"]
+    assert (await died.json())["simulation"]["status"] == "failed"
     later = await client.post("/run-simulation")
     assert later.status == 200
-    assert (await later.json())["id"] == 1
+    assert (await later.json())["id"] == 2  # the failed run is stored as run 1
     for _ in range(100):  # the replacement pool reports itself warm again
         if (await (await client.get("/healthz")).json())["workers"] == 1:
             break

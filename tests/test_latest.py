@@ -271,6 +271,12 @@ LAYOUTS = st.sampled_from(
         ',"status":{s},"inputs":{i}}} ',
         ', "status":{s},"inputs":{i}}}',
         ',"status":{s},"inputs":{i},"status":"not_converged"}}',
+        ',"status":{s},"network":"Case 9","inputs":{i}}}',
+        ',"status":{s},"network":{s},"inputs":{i}}}',
+        ',"network":"seed","status":{s},"inputs":{i}}}',
+        ',"status":{s},"network":"' + "a" * 65 + '","inputs":{i}}}',
+        ',"status":{s},"network":"a\\"b","inputs":{i}}}',
+        ',"status":{s},"network":7,"inputs":{i}}}',
     ]
 )
 
@@ -282,11 +288,12 @@ def tails(draw: st.DrawFn) -> tuple[str, bool]:
     kind = draw(st.sampled_from(["old", "null", "ours", "ours", "mangled", "mangled", "any"]))
     if kind == "old":
         return "}", True
+    network = draw(st.sampled_from(["", ',"network":null', ',"network":"seed"', ',"network":"upload-7"']))
     if kind == "null":
-        return ',"status":"converged","inputs":null}', True
+        return ',"status":"converged"' + network + ',"inputs":null}', True
     if kind == "ours":
         entries = draw(st.lists(st.builds(lambda n, x: f'"{n}":{x}', OUR_NAMES, FINITE_NUMBERS), max_size=6))
-        return ',"status":"converged","inputs":{' + ",".join(entries) + "}}", True
+        return ',"status":"converged"' + network + ',"inputs":{' + ",".join(entries) + "}}", True
     if kind == "mangled":
         return draw(LAYOUTS).format(s=draw(STATUS_TEXTS), i=draw(INPUT_OBJECTS)), False
     return draw(st.text(max_size=20)), False
@@ -327,6 +334,7 @@ OUR_RESULTS = st.builds(
     st.datetimes(timezones=st.just(UTC)),
     st.just("converged"),
     OUR_INPUTS,
+    network=st.one_of(st.none(), st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,63}", fullmatch=True)),
 )
 
 
@@ -392,11 +400,14 @@ def test_every_tail_the_script_honours_is_one_the_watcher_accepts(
 def test_every_result_powersim_writes_is_honoured_as_a_launch(
     redis_server: RedisServer, result: SimulationResult
 ) -> None:
-    """Today's form, and the form without status and inputs an older powersim wrote."""
+    """Today's form, and the forms older powersims wrote: without the network, and without
+    status, network and inputs."""
     assert result.launched_at is not None
     launched = format_time(result.launched_at).encode()
     assert launch_check(redis_server, result.to_json()) == launched
-    old = {key: value for key, value in result.to_dict().items() if key not in ("status", "inputs")}
+    before_networks = {key: value for key, value in result.to_dict().items() if key != "network"}
+    assert launch_check(redis_server, dumps(before_networks)) == launched
+    old = {key: value for key, value in result.to_dict().items() if key not in ("status", "network", "inputs")}
     assert launch_check(redis_server, dumps(old)) == launched
 
 

@@ -26,7 +26,15 @@ from .redis_server import RedisServer
 from .waiting import eventually
 
 Client = TestClient[Any, Any]
-EMPTY = {"id": None, "active_power": None, "reactive_power": None, "launched_at": None, "status": None, "inputs": None}
+EMPTY = {
+    "id": None,
+    "active_power": None,
+    "reactive_power": None,
+    "launched_at": None,
+    "status": None,
+    "network": None,
+    "inputs": None,
+}
 
 
 async def next_json(ws: aiohttp.ClientWebSocketResponse, wait: float = 5) -> dict[str, Any]:
@@ -77,6 +85,7 @@ def fixed_run(result: dict[str, Any]) -> dict[str, Any]:
         "reactive_power": 0.05,
         "launched_at": result["launched_at"],
         "status": "converged",
+        "network": "seed",
         "inputs": None,
     }
 
@@ -117,6 +126,7 @@ async def test_an_outside_writers_status_and_inputs_are_pushed(client: Client, r
             "active_power": 0.25,
             "reactive_power": 0.125,
             "status": "converged",
+            "network": None,
             "inputs": {"load_p_mw": 2.0, "wind_speed": -0.0015},
         }
         await redis_client.set(LATEST_KEY, value(0.5, status=None, inputs=None))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from powersim.constants import MAX_VALUE_BYTES
 from powersim.jsonin import MAX_JSON_DEPTH
-from powersim.models import InvalidResult, SimulationResult, format_time, parse_result
+from powersim.models import NETWORK_ID, InvalidResult, SimulationResult, format_time, parse_result
 from powersim.scenario import INPUT_NAMES
 
 SEED_INPUTS = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
@@ -29,17 +29,25 @@ def test_minimal_outside_value() -> None:
         "reactive_power": 0.125,
         "launched_at": None,
         "status": None,
+        "network": None,
         "inputs": None,
     }
 
 
 def test_full_value_round_trips_and_extra_keys_are_dropped() -> None:
     ours = SimulationResult(
-        12, 0.1, 0.05, datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC), "converged", dict(SEED_INPUTS)
+        12,
+        0.1,
+        0.05,
+        datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC),
+        "converged",
+        dict(SEED_INPUTS),
+        network="seed",
     )
     assert ours.to_json() == (
         '{"id":12,"active_power":0.1,"reactive_power":0.05,"launched_at":"2026-11-24T10:00:00.123456Z",'
-        '"status":"converged","inputs":{"load_p_mw":0.1,"load_q_mvar":0.05,"ext_grid_vm_pu":1.02,"line_length_km":0.1}}'
+        '"status":"converged","network":"seed",'
+        '"inputs":{"load_p_mw":0.1,"load_q_mvar":0.05,"ext_grid_vm_pu":1.02,"line_length_km":0.1}}'
     )
     assert parse_result(ours.to_json()) == ours
     extra = json.dumps(ours.to_dict() | {"note": "x", "nested": {"a": 1}, "message": "m", "details": {"buses": []}})
@@ -50,7 +58,7 @@ def test_a_value_written_before_runs_had_inputs_reads_with_null_status_and_input
     old = b'{"id":3,"active_power":0.1,"reactive_power":0.05,"launched_at":"2026-11-24T10:00:00.000000Z"}'
     result = parse_result(old)
     assert result == SimulationResult(3, 0.1, 0.05, datetime(2026, 11, 24, 10, tzinfo=UTC))
-    assert json.loads(result.to_json()) == json.loads(old) | {"status": None, "inputs": None}
+    assert json.loads(result.to_json()) == json.loads(old) | {"status": None, "network": None, "inputs": None}
 
 
 def test_an_outside_writers_own_input_names_are_kept() -> None:
@@ -64,11 +72,12 @@ def test_run_forms_add_the_message_and_the_details_as_stored() -> None:
     details = '{"buses":[],"losses":{"p_mw":0.001,"q_mvar":0.0}}'
     run = SimulationResult(5, 0.1, 0.05, launched, "converged", dict(SEED_INPUTS), None, details)
     compact = run.to_dict()
-    assert list(compact) == ["id", "active_power", "reactive_power", "launched_at", "status", "inputs"]
-    assert run.to_run_dict() == compact | {"message": None}
-    assert list(json.loads(run.to_run_json(with_details=True))) == [*compact, "message", "details"]
-    assert json.loads(run.to_run_json(with_details=True)) == compact | {"message": None, "details": json.loads(details)}
-    assert json.loads(run.to_run_json()) == compact | {"message": None}
+    assert list(compact) == ["id", "active_power", "reactive_power", "launched_at", "status", "network", "inputs"]
+    more = {"network_sha256": None, "message": None}
+    assert run.to_run_dict() == compact | more
+    assert list(json.loads(run.to_run_json(with_details=True))) == [*compact, *more, "details"]
+    assert json.loads(run.to_run_json(with_details=True)) == compact | more | {"details": json.loads(details)}
+    assert json.loads(run.to_run_json()) == compact | more
     failed = SimulationResult(6, None, None, launched, "not_converged", dict(SEED_INPUTS), "did not converge")
     assert json.loads(failed.to_run_json(with_details=True)) == {
         "id": 6,
@@ -76,7 +85,9 @@ def test_run_forms_add_the_message_and_the_details_as_stored() -> None:
         "reactive_power": None,
         "launched_at": "2026-11-24T10:00:00.000000Z",
         "status": "not_converged",
+        "network": None,
         "inputs": SEED_INPUTS,
+        "network_sha256": None,
         "message": "did not converge",
         "details": None,
     }
@@ -213,6 +224,18 @@ STATUS_CASES = st.one_of(
     ANY_JSON,
 ).map(_status_case)
 
+
+def _network_case(value: Any) -> tuple[Any, object]:
+    ok = value is None or (isinstance(value, str) and NETWORK_ID.fullmatch(value) is not None)
+    return value, (value if ok else INVALID)
+
+
+NETWORK_CASES = st.one_of(
+    st.sampled_from([None, "seed", "case9", "upload-12", "a" * 64, "a" * 65, "Case9", "-x", "", "a b", "a/b"]),
+    st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,63}", fullmatch=True),
+    ANY_JSON,
+).map(_network_case)
+
 NAME_LIMIT = 64  # the contract: an input's name has at most 64 characters
 INPUT_NAME_CASES = st.one_of(
     st.sampled_from(INPUT_NAMES),
@@ -276,6 +299,7 @@ def documents(draw: st.DrawFn) -> tuple[Any, dict[str, Any] | None]:
         ("id", ID_CASES, True),
         ("launched_at", TIME_CASES, True),
         ("status", STATUS_CASES, True),
+        ("network", NETWORK_CASES, True),
         ("inputs", INPUTS_CASES, True),
     ):
         if draw(st.integers(0, 9)) == 0:  # sometimes missing
@@ -295,6 +319,7 @@ def documents(draw: st.DrawFn) -> tuple[Any, dict[str, Any] | None]:
         "reactive_power": verdicts["reactive_power"],
         "launched_at": format_time(launched) if isinstance(launched, datetime) else None,
         "status": verdicts["status"],
+        "network": verdicts["network"],
         "inputs": verdicts["inputs"],
     }
 
@@ -323,6 +348,7 @@ def _max_depth(value: Any) -> int:
             "reactive_power": 2.0,
             "launched_at": None,
             "status": "converged",
+            "network": None,
             "inputs": {"n" * 64: 3.0, "load_p_mw": -0.001},
         },
     )
@@ -370,6 +396,7 @@ def test_status_and_inputs_are_judged_as_the_contract_says(
         "reactive_power": -0.25,
         "launched_at": None,
         "status": status[1],
+        "network": None,
         "inputs": inputs[1],
     }
 

@@ -15,6 +15,7 @@ from powersim import grid
 from powersim.errors import SimulationFailed, StartupError
 from powersim.pool import open_pool
 from powersim.scenario import SEED
+from powersim.worker import WorkerConfig
 
 from .conftest import ClientFactory
 from .processes import server_env
@@ -55,7 +56,7 @@ async def test_an_exception_that_only_shares_the_name_is_a_failure() -> None:
 
 
 async def test_a_returned_network_gives_load_totals_and_details_from_its_tables() -> None:
-    async with open_pool("tests.sims:solved_network", 1, "INFO", (0.9, 1.1)) as pool:
+    async with open_pool(WorkerConfig("tests.sims:solved_network", vm_band=(0.9, 1.1)), 1) as pool:
         outcome = await pool.run()
     net = test_sim.build_network()
     pp.create_load(net, bus=2, p_mw=0.02, q_mvar=0.01, name="Second load")

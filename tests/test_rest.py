@@ -96,9 +96,10 @@ async def test_run_is_stored_published_and_served(
         "reactive_power": 0.05,
         "launched_at": result["launched_at"],
         "status": "converged",
+        "network": "seed",
         "inputs": None,
     }
-    assert list(result) == ["id", "active_power", "reactive_power", "launched_at", "status", "inputs"]
+    assert list(result) == ["id", "active_power", "reactive_power", "launched_at", "status", "network", "inputs"]
     assert result["launched_at"].endswith("Z")
 
     [(row_id, launched, finished, p, q)] = rows(settings)
@@ -114,9 +115,10 @@ async def test_run_is_stored_published_and_served(
     reactive = await (await client.get("/reactive-power")).json()
     assert reactive == {"id": 1, "reactive_power": 0.05, "launched_at": result["launched_at"]}
     # The stored run: the compact form, the solver's message and the details (a tuple has none).
-    assert await (await client.get("/simulations/1")).json() == result | {"message": None, "details": None}
+    run = result | {"network_sha256": None, "message": None}
+    assert await (await client.get("/simulations/1")).json() == run | {"details": None}
     history = await (await client.get("/simulations")).json()
-    assert history == {"simulations": [result | {"message": None}], "next_before": None}
+    assert history == {"simulations": [run], "next_before": None}
 
 
 async def test_history_pages_newest_first(client: Client) -> None:
@@ -268,11 +270,19 @@ async def test_a_dead_worker_is_500_and_the_next_run_gets_a_new_worker(
     client = await make_client(simulation="tests.test_rest:pid_or_dies")
     first = await post_run(client)
     marker.touch()
-    await expect_error(await client.post("/run-simulation"), 500, "worker process running this simulation died")
+    resp = await client.post("/run-simulation")
+    assert resp.status == 500
+    body = await resp.json()
+    assert body["error"] == ("the run failed: the worker process running this simulation died; it is being replaced")
+    failed = body["simulation"]
+    assert (failed["status"], failed["active_power"], failed["network"]) == ("failed", None, "seed")
     assert not marker.exists()  # it was that worker that died
     later = await post_run(client)
     assert later["active_power"] != first["active_power"], "the run went to the same worker process"
-    assert [r[0] for r in rows(settings)] == [first["id"], later["id"]]  # the failed run stored nothing
+    # The failed run is in the history, with its reason; the latest result is still the first run's.
+    assert [r[0] for r in rows(settings)] == [first["id"], failed["id"], later["id"]]
+    stored = await (await client.get(f"/simulations/{failed['id']}")).json()
+    assert (stored["status"], stored["message"]) == ("failed", failed["message"])
     await eventually(lambda: client.app[POWERSIM].pool.ready == 1, 10, "the new pool never reported itself warm")
     assert (await client.get("/healthz")).status == 200
 

@@ -23,15 +23,27 @@ from powersim.scenario import (
     field_errors,
     parse_scenario,
     scenario_json_schema,
+    seed_inputs,
 )
 
-FIELDS = ("load_p_mw", "load_q_mvar", "ext_grid_vm_pu", "line_length_km")
-DEFAULTS = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
+SEED_FIELDS = ("load_p_mw", "load_q_mvar", "ext_grid_vm_pu", "line_length_km")
+FIELDS = (*SEED_FIELDS, "load_scaling", "sgen_scaling")  # the numbers; "network" is a string
+NUMBERS = {
+    "load_p_mw": 0.1,
+    "load_q_mvar": 0.05,
+    "ext_grid_vm_pu": 1.02,
+    "line_length_km": 0.1,
+    "load_scaling": 1.0,
+    "sgen_scaling": 1.0,
+}
+DEFAULTS = {"network": "seed", **NUMBERS}  # model_dump() of the seed run, in declaration order
 RANGES = {
     "load_p_mw": (-1000, 1000),
     "load_q_mvar": (-1000, 1000),
     "ext_grid_vm_pu": (0.5, 1.5),
     "line_length_km": (0.001, 100),
+    "load_scaling": (0, 10),
+    "sgen_scaling": (0, 10),
 }
 
 
@@ -50,8 +62,9 @@ def test_no_body_or_an_empty_object_is_the_seed_run(raw: bytes) -> None:
 
 def test_the_defaults_are_test_sims_seed_values() -> None:
     for func in (test_sim.run_simulation, test_sim.run_network, test_sim.build_network):
-        assert {name: p.default for name, p in inspect.signature(func).parameters.items()} == DEFAULTS
-    assert test_sim.run_simulation(**SEED.model_dump()) == test_sim.run_simulation() == (0.1, 0.05)
+        defaults = {name: p.default for name, p in inspect.signature(func).parameters.items()}
+        assert defaults == {name: DEFAULTS[name] for name in SEED_FIELDS}
+    assert test_sim.run_simulation(**seed_inputs(SEED)) == test_sim.run_simulation() == (0.1, 0.05)
 
 
 def test_given_fields_are_taken_and_the_rest_default() -> None:
@@ -61,13 +74,18 @@ def test_given_fields_are_taken_and_the_rest_default() -> None:
 
 def test_json_integers_are_accepted_as_floats() -> None:
     scenario = parse_scenario(b'{"load_p_mw": 5, "load_q_mvar": -3, "ext_grid_vm_pu": 1, "line_length_km": 100}')
-    assert scenario.model_dump() == {
+    assert seed_inputs(scenario) == {
         "load_p_mw": 5.0,
         "load_q_mvar": -3.0,
         "ext_grid_vm_pu": 1.0,
         "line_length_km": 100.0,
     }
-    assert all(type(value) is float for value in scenario.model_dump().values())
+    assert all(type(value) is float for value in seed_inputs(scenario).values())
+    scaled = parse_scenario(b'{"network": "case9", "load_scaling": 2, "sgen_scaling": 0}')
+    assert (scaled.load_scaling, scaled.sgen_scaling) == (2.0, 0.0)
+    assert type(scaled.load_scaling) is float
+    assert type(scaled.sgen_scaling) is float
+    assert scaled.model_fields_set == {"network", "load_scaling", "sgen_scaling"}
 
 
 def test_huge_integers_are_range_errors() -> None:
@@ -224,7 +242,10 @@ def test_the_json_schema_documents_every_field() -> None:
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert "required" not in schema
-    assert list(schema["properties"]) == list(FIELDS)
+    assert list(schema["properties"]) == list(DEFAULTS)
+    network = schema["properties"].pop("network")
+    assert (network["type"], network["default"]) == ("string", "seed")
+    assert network["pattern"] == "^[a-z0-9][a-z0-9_.-]{0,63}$"
     for field, prop in schema["properties"].items():
         assert prop["type"] == "number"
         assert prop["default"] == DEFAULTS[field]
@@ -235,7 +256,7 @@ def test_the_json_schema_documents_every_field() -> None:
     assert any(
         unit in schema["properties"][f]["description"] for f in FIELDS for unit in ("MW", "MVAr", "per unit", "km")
     )
-    for field, unit in zip(FIELDS, ("MW", "MVAr", "per unit", "km"), strict=True):
+    for field, unit in zip(SEED_FIELDS, ("MW", "MVAr", "per unit", "km"), strict=True):
         assert unit in schema["properties"][field]["description"]
     schema["properties"].clear()  # a fresh dict on every call
     assert scenario_json_schema()["properties"]
@@ -246,6 +267,8 @@ INTEGERS = {
     "load_q_mvar": (-1000, 1000),
     "ext_grid_vm_pu": (1, 1),
     "line_length_km": (1, 100),
+    "load_scaling": (0, 10),
+    "sgen_scaling": (0, 10),
 }
 
 

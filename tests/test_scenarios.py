@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import test_sim
 from powersim.constants import LATEST_KEY
-from powersim.scenario import INPUT_NAMES
+from powersim.scenario import INPUT_NAMES, seed_inputs
 from powersim.scenario import SEED as SEED_INPUT
 
 from .conftest import ClientFactory
@@ -30,8 +30,8 @@ Json = dict[str, Any]
 
 SIMULATION = "test_sim:run_network"
 SEED: dict[str, float] = {"load_p_mw": 0.1, "load_q_mvar": 0.05, "ext_grid_vm_pu": 1.02, "line_length_km": 0.1}
-COMPACT_KEYS = ["id", "active_power", "reactive_power", "launched_at", "status", "inputs"]
-RUN_KEYS = [*COMPACT_KEYS, "message"]
+COMPACT_KEYS = ["id", "active_power", "reactive_power", "launched_at", "status", "network", "inputs"]
+RUN_KEYS = [*COMPACT_KEYS, "network_sha256", "message"]
 DEFAULT_BAND = (0.95, 1.05)
 NOT_CONVERGED_PREFIX = "power flow did not converge: "
 
@@ -182,11 +182,11 @@ async def next_json(ws: aiohttp.ClientWebSocketResponse, wait: float = 5.0) -> J
 
 def run_row(answer: Json) -> Json:
     """A converged POST answer as the history lists it."""
-    return answer | {"message": None}
+    return answer | {"network_sha256": None, "message": None}
 
 
 def test_the_seed_here_is_the_scenario_seed() -> None:
-    assert SEED_INPUT.model_dump() == SEED
+    assert seed_inputs(SEED_INPUT) == SEED
     assert tuple(SEED) == INPUT_NAMES
 
 
@@ -475,7 +475,9 @@ async def test_a_diverging_run_is_stored_but_not_published(sim: Client, redis_cl
     assert await history(sim, "converged") == [run_row(after), run_row(first)]
     resp = await sim.get("/simulations", params={"status": "bogus"})
     assert resp.status == 400
-    assert await resp.json() == {"error": "status must be one of converged, not_converged, got 'bogus'"}
+    assert await resp.json() == {
+        "error": "status must be one of converged, not_converged, timed_out, failed, got 'bogus'"
+    }
     assert json.loads(await redis_client.get(LATEST_KEY)) == after
 
 

@@ -20,18 +20,19 @@ from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from ..constants import DEFAULT_PAGE, GQL_MAX_QUERY_BYTES
-from ..errors import Overloaded, PowerSimError, Unauthorized
+from ..errors import NotFound, Overloaded, PowerSimError, Unauthorized
 from ..hub import Hub
 from ..keys import Gauge
 from ..logs import loggable
 from ..models import format_time, parse_time
 from ..scenario import InvalidInput
-from ..service import PowerSim, parse_int, parse_status
+from ..service import PowerSim, parse_int, parse_network_id, parse_status
 from .details_limit import MaxDetailsRule
 from .types import (
     INDEX_SCALAR,
     Index,
     InvalidArgument,
+    NetworkType,
     RunStatus,
     ScenarioInputType,
     SimulationResultType,
@@ -105,7 +106,8 @@ class Query:
         return result.reactive_power if result else None
 
     @strawberry.field(
-        description="Stored runs, newest first, of one status or all; pass the last id as `before` for the next page."
+        description="Stored runs, newest first, of one status and network or all; pass the last id as `before` "
+        "for the next page."
     )
     async def simulations(
         self,
@@ -113,11 +115,26 @@ class Query:
         limit: int | None = DEFAULT_PAGE,
         before: strawberry.ID | None = None,
         status: RunStatus | None = None,
+        network: str | None = None,
     ) -> list[SimulationResultType]:
         after = parse_int(before, "before") if before is not None else None
         wanted = parse_status(status.value) if status is not None else None
-        page = await info.context.powersim.history(DEFAULT_PAGE if limit is None else limit, after, wanted)
+        on = parse_network_id(network) if network is not None else None
+        page = await info.context.powersim.history(DEFAULT_PAGE if limit is None else limit, after, wanted, on)
         return [SimulationResultType.of(r) for r in page.simulations]
+
+    @strawberry.field(
+        description="Every network a run can use: the seed, the catalog, the uploads (upload with POST /networks)."
+    )
+    async def networks(self, info: Info) -> list[NetworkType]:
+        return [NetworkType.of(entry) for entry in await info.context.powersim.networks()]
+
+    @strawberry.field(description="One network by id, or null.")
+    async def network(self, info: Info, id: str) -> NetworkType | None:
+        try:
+            return NetworkType.of(await info.context.powersim.network(id))
+        except NotFound:
+            return None
 
     @strawberry.field(description="One stored run with its details, or null.")
     async def simulation(self, info: Info, id: strawberry.ID) -> SimulationResultType | None:
@@ -128,7 +145,8 @@ class Query:
 class Mutation:
     @strawberry.mutation(
         description="Run one simulation: the same path as POST /run-simulation. A run that does not converge "
-        "is a result with status not_converged, not an error."
+        "(status not_converged), is stopped at the time limit (timed_out) or loses its worker (failed) is a result "
+        "with that status, not an error."
     )
     async def run_simulation(self, info: Info, input: ScenarioInputType | None = None) -> SimulationResultType:
         if not info.context.may_write:

@@ -13,20 +13,34 @@ from enum import Enum
 from typing import Any, NewType
 
 import strawberry
-import strawberry.experimental.pydantic
 from pydantic import ValidationError
+from strawberry.types.unset import UNSET
 from strawberry.utils.str_converters import to_camel_case
 
 from ..models import SimulationResult
-from ..scenario import INPUT_NAMES, ScenarioInput, field_errors
+from ..networks import NetworkEntry
+from ..scenario import INPUT_NAMES, NETWORK_INPUT_NAMES, ScenarioInput, field_errors
 from ..scenario import InvalidInput as ScenarioInvalidInput
 
 
-@strawberry.experimental.pydantic.input(
-    model=ScenarioInput, all_fields=True, name="ScenarioInput", description=ScenarioInput.__doc__
-)
+def _described(name: str) -> Any:
+    """A field of the input type: optional, unset when omitted, described as ScenarioInput says."""
+    return strawberry.field(default=strawberry.UNSET, description=ScenarioInput.model_fields[name].description)
+
+
+@strawberry.input(name="ScenarioInput", description=ScenarioInput.__doc__)
 class ScenarioInputType:
-    pass
+    """Written out, not generated from ScenarioInput: an omitted field must stay omitted (which
+    inputs apply depends on what the request gave), where a generated type fills in defaults.
+    The values are validated by ScenarioInput itself; a test holds the two to the same fields."""
+
+    network: str | None = _described("network")
+    load_p_mw: float | None = _described("load_p_mw")
+    load_q_mvar: float | None = _described("load_q_mvar")
+    ext_grid_vm_pu: float | None = _described("ext_grid_vm_pu")
+    line_length_km: float | None = _described("line_length_km")
+    load_scaling: float | None = _described("load_scaling")
+    sgen_scaling: float | None = _described("sgen_scaling")
 
 
 class InvalidArgument(ScenarioInvalidInput):
@@ -45,11 +59,15 @@ def scenario(given: ScenarioInputType | None) -> ScenarioInput | None:
     """Validate the argument with ScenarioInput; InvalidArgument naming every bad field."""
     if given is None:
         return None
+    values = {name: getattr(given, name) for name in ScenarioInput.model_fields}
     try:
-        return given.to_pydantic()
+        return ScenarioInput.model_validate({name: value for name, value in values.items() if value is not UNSET})
     except ValidationError as exc:
         raise InvalidArgument(camel_fields(field_errors(exc))) from None
 
+
+# The Inputs type's fields: every input of every network, each once.
+INPUT_FIELDS = tuple(dict.fromkeys((*INPUT_NAMES, *NETWORK_INPUT_NAMES)))
 
 # pandapower's element indices are 64-bit; GraphQL's Int is 32-bit. (Mapped to its scalar in
 # the schema's config, as DateTime is.)
@@ -66,6 +84,8 @@ INDEX_SCALAR = strawberry.scalar(
 class RunStatus(Enum):
     converged = "converged"
     not_converged = "not_converged"
+    timed_out = "timed_out"
+    failed = "failed"
 
 
 @strawberry.enum
@@ -88,6 +108,8 @@ class Inputs:
     load_q_mvar: float | None
     ext_grid_vm_pu: float | None
     line_length_km: float | None
+    load_scaling: float | None
+    sgen_scaling: float | None
 
 
 @strawberry.type(description="One bus: rated voltage (kV) and its power-flow result.")
@@ -190,8 +212,12 @@ class SimulationResultType:
         description="Total reactive power of the loads, MVAr; null when not converged."
     )
     launched_at: datetime | None = strawberry.field(description="UTC start of the run; null for outside values.")
+    network: str | None = strawberry.field(description="The network's id; null for outside values without one.")
+    network_sha256: str | None = strawberry.field(description="An uploaded network's sha256 at the time of the run.")
     inputs: Inputs | None = strawberry.field(description="The run's full input set; null when it has none.")
-    message: str | None = strawberry.field(description="Why the power flow did not converge, in the solver's words.")
+    message: str | None = strawberry.field(
+        description="Why the run has no result: the solver's words, the time limit, or why it failed."
+    )
     details_json: strawberry.Private[str | None]
 
     @strawberry.field(
@@ -211,7 +237,9 @@ class SimulationResultType:
             active_power=result.active_power,
             reactive_power=result.reactive_power,
             launched_at=result.launched_at,
-            inputs=Inputs(**{name: inputs.get(name) for name in INPUT_NAMES}) if inputs is not None else None,
+            inputs=Inputs(**{name: inputs.get(name) for name in INPUT_FIELDS}) if inputs is not None else None,
+            network=result.network,
+            network_sha256=result.network_sha256,
             message=result.message,
             details_json=result.details_json,
         )
@@ -223,3 +251,38 @@ def _details(text: str) -> Details:
 
 def optional(result: SimulationResult | None) -> SimulationResultType | None:
     return SimulationResultType.of(result) if result is not None else None
+
+
+@strawberry.type(description="How many elements of each kind a network has (in service or not).")
+class NetworkCounts:
+    buses: int
+    lines: int
+    transformers: int = strawberry.field(description="Two- and three-winding transformers.")
+    loads: int
+    generators: int = strawberry.field(description="Voltage-controlled (gen) and static (sgen) generators.")
+    external_grids: int
+
+
+@strawberry.type(name="Network", description="A network runs can use: the seed, a catalog case or an upload.")
+class NetworkType:
+    id: str
+    name: str
+    source: str = strawberry.field(description="builtin, catalog or upload.")
+    counts: NetworkCounts
+    inputs: list[str] = strawberry.field(description="The run inputs that apply to this network.")
+    sha256: str | None = strawberry.field(description="Uploads only.")
+    size_bytes: int | None = strawberry.field(description="Uploads only: the stored document's size.")
+    created_at: datetime | None = strawberry.field(description="Uploads only.")
+
+    @classmethod
+    def of(cls, entry: NetworkEntry) -> NetworkType:
+        return cls(
+            id=entry.id,
+            name=entry.name,
+            source=entry.source,
+            counts=NetworkCounts(**entry.counts),
+            inputs=list(entry.inputs),
+            sha256=entry.sha256,
+            size_bytes=entry.size_bytes,
+            created_at=entry.created_at,
+        )
