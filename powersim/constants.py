@@ -120,6 +120,9 @@ DB_PROBE_PAGES = 8
 # At shutdown, workers get this long to finish before those still running an abandoned run are
 # terminated (the drain has already waited POWERSIM_DRAIN_TIMEOUT for runs).
 WORKER_STOP_TIMEOUT_S = 1.0
+# A replacement worker that fails to start is tried again, backing off between these bounds.
+WORKER_REWARM_BACKOFF_START_S = 1.0
+WORKER_REWARM_BACKOFF_CAP_S = 30.0
 
 # /healthz's database probe (a small write) runs at most once a second; callers in between share
 # its answer, so a flood of health checks costs the database one write a second.
@@ -142,3 +145,8 @@ WORKER_MEMORY_HEADROOM_MB = 512
 DEFAULT_RUN_TIMEOUT_S = 60.0
 # Uploads are read from the request in chunks of this size while counting toward the cap.
 UPLOAD_CHUNK_BYTES = 256 * 1024
+# Describing a catalog network (building it once) is not a run: it may take this long even when
+# POWERSIM_RUN_TIMEOUT is shorter (case9241pegase takes about a second to build).
+DESCRIBE_TIMEOUT_S = 120.0
+# Uploads being checked at once, per worker; beyond, 503 with Retry-After (each holds its body).
+UPLOADS_PER_WORKER = 2

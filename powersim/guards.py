@@ -150,14 +150,20 @@ def check_site(request: web.Request, settings: Settings) -> None:
         )
 
 
+def too_large(limit: int, upload: bool) -> str:
+    """The 413 message, the same whether the length was announced or counted while reading."""
+    return f"request body is larger than {limit} bytes" + (" (POWERSIM_MAX_NETWORK_BYTES)" if upload else "")
+
+
 @web.middleware
 async def request_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     check_site(request, settings)
     check_ascii_headers(request)
-    limit = settings.max_network_bytes if (request.method, request.path) == UPLOAD_ROUTE else MAX_BODY_BYTES
+    upload = (request.method, request.path) == UPLOAD_ROUTE
+    limit = settings.max_network_bytes if upload else MAX_BODY_BYTES
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        raise PayloadTooLarge(too_large(limit, upload))
     if request.path not in OPEN_PATHS:
         if (request.method, request.path) in WRITE_ROUTES or request.method == "DELETE":
             if not may_write(request, settings):

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import worker
-from .constants import WORKER_STOP_TIMEOUT_S, WORKER_WARMUP_TIMEOUT_S
+from .constants import (
+    WORKER_REWARM_BACKOFF_CAP_S,
+    WORKER_REWARM_BACKOFF_START_S,
+    WORKER_STOP_TIMEOUT_S,
+    WORKER_WARMUP_TIMEOUT_S,
+)
 from .errors import SimulationFailed, StartupError, Unavailable
 from .models import FAILED, TIMED_OUT, Status
 from .worker import WorkerConfig
@@ -132,19 +137,34 @@ class SimulationPool:
         self._slots.discard(slot)
 
     async def _warm_logged(self, slot: _Slot) -> None:
-        try:
-            await self._warm(slot)
-            log.info("replacement simulation worker %d is warm", slot.number)
-        except (BrokenProcessPool, worker.WorkerError, TimeoutError) as exc:
-            log.error("replacement simulation worker %d failed to warm: %s", slot.number, exc)
-            self._retire(slot)
+        """Warm a replacement; if it fails, try a new one, backing off, until one works or the
+        pool closes: one failed start must not leave the pool a worker short for good."""
+        backoff = WORKER_REWARM_BACKOFF_START_S
+        while True:
+            try:
+                await self._warm(slot)
+                log.info("replacement simulation worker %d is warm", slot.number)
+                return
+            except (BrokenProcessPool, worker.WorkerError, worker.MemoryCapTooLow, TimeoutError) as exc:
+                log.error(
+                    "replacement simulation worker %d failed to start (%s); trying again in %.0f s",
+                    slot.number,
+                    exc or type(exc).__name__,
+                    backoff,
+                )
+                self._retire(slot)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, WORKER_REWARM_BACKOFF_CAP_S)
+            if self._closed:
+                return
+            slot = self._new_slot()
 
     async def run(self, inputs: Mapping[str, float] | None = None) -> worker.RunOutcome:
         """Run the simulation in a worker, with these inputs when it takes them."""
         return await self.call(worker.run, inputs)
 
-    async def call(self, function: Callable[..., T], *args: Any) -> T:
-        """Call `function(*args)` in an idle worker, within the run time limit.
+    async def call(self, function: Callable[..., T], *args: Any, time_limit: float | None = None) -> T:
+        """Call `function(*args)` in an idle worker, within the run time limit (or `time_limit`).
 
         Raises RunTimedOut (the worker was stopped and is being replaced), WorkerLost (it died
         or ran out of memory; replaced too), SimulationFailed for a failure the worker reported,
@@ -157,6 +177,7 @@ class SimulationPool:
         if self._closed:
             raise Unavailable("the worker pool is not accepting work; the server is stopping")
         started = time.time()
+        limit = self.run_timeout if time_limit is None else time_limit
         try:
             future = asyncio.get_running_loop().run_in_executor(slot.executor, function, *args)
         except (BrokenProcessPool, RuntimeError) as exc:
@@ -165,7 +186,7 @@ class SimulationPool:
         # Wait, then look at the outcome instead of awaiting the future: a BaseException sent back
         # by a worker (SystemExit...) must not be re-raised here, where it would stop the event loop.
         try:
-            done, _ = await asyncio.wait([future], timeout=self.run_timeout)
+            done, _ = await asyncio.wait([future], timeout=limit)
         except asyncio.CancelledError:
             # This caller is gone (the drain abandoned the run); the worker is busy until the run
             # ends, and goes back in service then.
@@ -173,8 +194,8 @@ class SimulationPool:
             raise
         if not done:
             future.add_done_callback(_retrieve)  # the worker's end (BrokenProcessPool) is expected
-            self._replace(slot, f"overran the run time limit of {self.run_timeout:g} s")
-            raise RunTimedOut(started, f"the run took longer than the limit of {self.run_timeout:g} s and was stopped")
+            self._replace(slot, f"overran the time limit of {limit:g} s")
+            raise RunTimedOut(started, f"the run took longer than the limit of {limit:g} s and was stopped")
         error = future.exception()
         if isinstance(error, BrokenProcessPool):
             self._replace(slot, "died during a run")

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .constants import DEFAULT_PAGE, UPLOAD_CHUNK_BYTES
 from .errors import NotFound, PayloadTooLarge, UnsupportedMediaType
+from .guards import too_large
 from .keys import POWERSIM, SETTINGS
 from .models import CONVERGED, FAILED, NOT_CONVERGED, TIMED_OUT, SimulationResult, dumps, power_bodies
 from .scenario import ScenarioInput, parse_scenario
@@ -117,7 +118,7 @@ async def _upload(request: web.Request) -> bytes:
     while chunk := await request.content.read(UPLOAD_CHUNK_BYTES):
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes (POWERSIM_MAX_NETWORK_BYTES)")
+            raise PayloadTooLarge(too_large(limit, upload=True))
         chunks.append(chunk)
     return b"".join(chunks)
 

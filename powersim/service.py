@@ -13,13 +13,16 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError, ResponseError
 
 from .constants import (
+    DESCRIBE_TIMEOUT_S,
     LATEST_KEY,
     MAX_PAGE,
     READ_YOUR_WRITE_WAIT_S,
+    UPLOADS_PER_WORKER,
 )
 from .errors import BadRequest, NotFound, Overloaded, PayloadTooLarge, SimulationFailed, Unavailable, Unprocessable
 from .grid.catalog import CATALOG
 from .grid.loading import UnusableNetwork
+from .grid.runner import not_applicable
 from .grid.upload import NetworkTooLarge, UnsafeNetwork
 from .latest import LatestStore
 from .logs import loggable
@@ -141,6 +144,7 @@ class PowerSim:
         # handler cancelled at shutdown, must not lose a run that has started.
         self._runs: set[asyncio.Task[SimulationResult]] = set()
         self._catalog: asyncio.Task[list[NetworkEntry]] | None = None
+        self._uploads = 0  # being checked by the workers now
 
     async def run_simulation(self, inputs: ScenarioInput | None = None) -> SimulationResult:
         """Run, store and publish one simulation; refuse at once when too much is queued.
@@ -211,14 +215,22 @@ class PowerSim:
         assert inputs is not None
         chosen = {name: getattr(inputs, name) for name in NETWORK_INPUT_NAMES if name in given}
         if network in CATALOG:
-            return Job(network, None, chosen)
-        entry = await self.storage.get_network(network) if parse_upload_id(network) is not None else None
-        if entry is None:
-            raise InvalidInput({"network": f"no network {network!r}: see GET /networks"})
-        refused = {name: "does not apply to this network" for name in chosen if name not in entry.inputs}
+            entry = self._described(network)  # once known; otherwise the worker checks
+        else:
+            entry = await self.storage.get_network(network) if parse_upload_id(network) is not None else None
+            if entry is None:
+                raise InvalidInput({"network": f"no network {network!r}: see GET /networks"})
+        refused = {name: not_applicable(name) for name in chosen if entry is not None and name not in entry.inputs}
         if refused:
             raise InvalidInput(refused)
-        return Job(network, entry.sha256, chosen)
+        return Job(network, entry.sha256 if entry is not None else None, chosen)
+
+    def _described(self, network_id: str) -> NetworkEntry | None:
+        """A catalog network's entry, if the catalog has been described already."""
+        catalog = self._catalog
+        if catalog is None or not catalog.done() or catalog.cancelled() or catalog.exception() is not None:
+            return None
+        return next((entry for entry in catalog.result() if entry.id == network_id), None)
 
     def _seed_inputs(self, inputs: ScenarioInput | None) -> dict[str, float] | None:
         """The full input set a seed run is called with and stored with; None for a simulation
@@ -384,11 +396,17 @@ class PowerSim:
         The document goes to a worker for the pre-check and pandapower's reader (parsing 20 MB
         of JSON takes seconds: never on the event loop); nothing is stored for a refused one.
         """
+        if self.draining:
+            raise Unavailable("the server is shutting down; no uploads are accepted")
         sha256 = await asyncio.to_thread(lambda: hashlib.sha256(document).hexdigest())
         label = parse_network_name(name, sha256)
         for entry in await self.storage.list_networks():
             if entry.sha256 == sha256:
                 return entry, False
+        limit = UPLOADS_PER_WORKER * self.pool.workers
+        if self._uploads >= limit:
+            raise Overloaded(f"{self._uploads} uploads are being checked; retry shortly")
+        self._uploads += 1
         try:
             facts = await self.pool.call(describe_upload, document, sha256)
         except NetworkTooLarge as exc:
@@ -399,6 +417,8 @@ class PowerSim:
             raise Unprocessable(f"the network could not be read: {stop.reason}") from None
         except SimulationFailed as exc:
             raise Unprocessable(f"the network could not be read: {exc}") from None
+        finally:
+            self._uploads -= 1
         upload = NewUpload(label, sha256, len(document), datetime.now(UTC), facts.counts, facts.inputs, document)
         return await self.storage.add_network(upload)
 
@@ -412,7 +432,8 @@ class PowerSim:
     async def _describe_catalog(self) -> list[NetworkEntry]:
         async def describe(network_id: str) -> NetworkEntry:
             try:
-                facts = await self.pool.call(describe_catalog, network_id)
+                limit = max(self.pool.run_timeout, DESCRIBE_TIMEOUT_S)
+                facts = await self.pool.call(describe_catalog, network_id, time_limit=limit)
             except (RunStopped, SimulationFailed) as exc:
                 log.error("could not describe catalog network %s: %s", network_id, exc)
                 raise Unavailable("the network catalog could not be described; retry shortly") from None

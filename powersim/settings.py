@@ -46,7 +46,7 @@ class Settings:
     run_timeout: float = DEFAULT_RUN_TIMEOUT_S  # a run past it is stopped (its worker replaced)
     worker_memory_mb: int | None = None  # address-space cap per worker; None: no cap
     max_network_bytes: int = DEFAULT_MAX_NETWORK_BYTES  # largest upload
-    max_buses: int = DEFAULT_MAX_BUSES  # largest network, uploads and runs alike
+    max_buses: int = DEFAULT_MAX_BUSES  # largest upload (checked at upload and again at run time)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,14 +170,37 @@ def _memory_mb(env: Mapping[str, str], workers: int) -> int | None:
     if env.get("POWERSIM_WORKER_MEMORY_MB", "").strip():
         value = _int(env, "POWERSIM_WORKER_MEMORY_MB", 0, low=0, high=2**24)
         return value or None
-    return max(physical_memory_mb() * 4 // 5 // workers, MIN_DEFAULT_WORKER_MEMORY_MB)
+    return max(usable_memory_mb() * 4 // 5 // workers, MIN_DEFAULT_WORKER_MEMORY_MB)
 
 
-def physical_memory_mb() -> int:
+def usable_memory_mb() -> int:
+    """The machine's memory, capped by a container's memory limit (as usable_cpus does for CPUs)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     except (ValueError, OSError):  # not on this platform
-        return MIN_DEFAULT_WORKER_MEMORY_MB
+        physical = MIN_DEFAULT_WORKER_MEMORY_MB
+    limit = cgroup_memory_limit_mb(CGROUP_ROOT, _read(Path("/proc/self/cgroup")))
+    return physical if limit is None else min(physical, limit)
+
+
+def cgroup_memory_limit_mb(root: Path, proc_self_cgroup: str) -> int | None:
+    """The tightest memory limit on this process's cgroup or any ancestor: v2 `memory.max`
+    ("max": none), v1 `memory.limit_in_bytes` (a huge number: none)."""
+    found: list[int] = []
+    for line in proc_self_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            files = [d / "memory.max" for d in _ancestors(root, path)]
+        elif "memory" in controllers.split(","):
+            files = [d / "memory.limit_in_bytes" for d in _ancestors(root / "memory", path)]
+        else:
+            continue
+        for file in files:
+            text = _read(file).strip()
+            if text.isdigit() and int(text) < 2**60:
+                found.append(int(text) // 2**20)
+    return min(found, default=None)
 
 
 def _redis_url(url: str) -> str:

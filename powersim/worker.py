@@ -160,9 +160,12 @@ def init(config: WorkerConfig) -> None:
     try:
         _simulation = load(spec)
         _takes_inputs = takes_inputs(_simulation)
-        # pandapower is imported with the default simulation; with another, import it now, so
-        # that the cap below leaves room for it and network runs do not pay for it.
-        importlib.import_module("pandapower")
+        if config.memory_mb is not None:
+            # Network runs import pandapower (the default simulation already has): import it
+            # before the cap, so that the cap is checked against what a worker really holds.
+            # Without a cap it is imported on the first network run, which keeps workers of
+            # simulations that do not use pandapower quick to start.
+            importlib.import_module("pandapower")
     except BaseException as exc:  # noqa: BLE001 -- reported by ping() as a start-up error, not a dead pool
         _load_error = f"cannot load {spec}: {describe(exc)}"
         return
@@ -349,3 +352,7 @@ def describe_upload(document: bytes, sha256: str) -> runner.Facts:
         return runner.facts(_prepared(NetworkJob(f"upload:{sha256}", sha256, document=document)))
     except MemoryError:
         raise _out_of_memory() from None
+    except (NetworkTooLarge, UnsafeNetwork, UnusableNetwork):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any surprise in a stranger's network is its refusal
+        raise UnusableNetwork(f"it cannot be checked: {describe(exc)}") from None

@@ -407,3 +407,28 @@ def test_the_errors_pickle() -> None:  # they cross the worker's process boundar
         copied = pickle.loads(pickle.dumps(error))
         assert (type(copied), str(copied)) == (type(error), str(error))
     assert pickle.loads(pickle.dumps(catalog.UnknownNetwork("case10"))).network_id == "case10"
+
+
+# --- the second line behind the pre-check: only plain data in a network read from an upload ---
+
+
+def test_a_network_holding_anything_but_plain_data_is_refused() -> None:
+    clean = test_sim.build_network()
+    loading.check_plain(clean)  # strings, numbers, booleans, nulls, dicts and lists of them
+    for value in (print, json, pd.DataFrame({"secret": [1]})):
+        in_cell = copy.deepcopy(clean)
+        in_cell.bus["name"] = in_cell.bus["name"].astype(object)
+        in_cell.bus.at[0, "name"] = value
+        with pytest.raises(loading.UnusableNetwork, match=rf"its 'bus' table holds a {type(value).__name__}$"):
+            loading.check_plain(in_cell)
+        beside = copy.deepcopy(clean)
+        beside["user_data"] = {"nested": [1, {"x": value}]}
+        with pytest.raises(loading.UnusableNetwork, match=r"its 'user_data' entry holds a"):
+            loading.check_plain(beside)
+
+
+def test_an_uploads_own_power_flow_options_are_dropped() -> None:
+    net = pn.case9()
+    pp.set_user_pf_options(net, init="results", tolerance_mva=5.0)
+    read = loading.load_upload(pp.to_json(net).encode(), 2**24, 100)
+    assert read["user_pf_options"] == {}

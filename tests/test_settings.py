@@ -12,7 +12,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from powersim.errors import SettingsError
-from powersim.settings import Settings, cap_cpus, cgroup_cpu_quota, parse_cpu_max, redact_url, usable_cpus
+from powersim.settings import (
+    MIN_DEFAULT_WORKER_MEMORY_MB,
+    Settings,
+    cap_cpus,
+    cgroup_cpu_quota,
+    cgroup_memory_limit_mb,
+    parse_cpu_max,
+    redact_url,
+    usable_cpus,
+    usable_memory_mb,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -243,3 +253,50 @@ def test_default_workers_follow_cpu_affinity() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
+
+
+# --- networks: run time limit, memory cap, upload limits (issue 13) ---------------------------
+
+
+def test_the_memory_limit_of_a_cgroup_or_its_ancestors(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "a" / "memory.max").write_text(f"{3 * 2**30}\n")
+    (tmp_path / "a" / "b" / "memory.max").write_text("max\n")
+    assert cgroup_memory_limit_mb(tmp_path, "0::/a/b\n") == 3072
+    v1 = tmp_path / "memory" / "x"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert cgroup_memory_limit_mb(tmp_path, "4:memory:/x\n") is None
+    (v1 / "memory.limit_in_bytes").write_text(f"{2**30}\n")
+    assert cgroup_memory_limit_mb(tmp_path, "4:memory:/x\n5:cpu,cpuacct:/x\n") == 1024
+    assert cgroup_memory_limit_mb(tmp_path, "") is None
+
+
+def test_worker_memory_defaults_to_a_fair_share_and_0_turns_it_off() -> None:
+    share = max(usable_memory_mb() * 4 // 5 // 2, MIN_DEFAULT_WORKER_MEMORY_MB)
+    assert Settings.from_env({"POWERSIM_WORKERS": "2"}).worker_memory_mb == share
+    assert Settings.from_env({"POWERSIM_WORKER_MEMORY_MB": "0"}).worker_memory_mb is None
+    assert Settings.from_env({"POWERSIM_WORKER_MEMORY_MB": "4096"}).worker_memory_mb == 4096
+    with pytest.raises(SettingsError, match="POWERSIM_WORKER_MEMORY_MB"):
+        Settings.from_env({"POWERSIM_WORKER_MEMORY_MB": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", 60.0), ("0.5", 0.5), ("120", 120.0), ("x", None), ("0", None), ("nan", None)]
+)
+def test_run_timeout_is_seconds_with_fractions(raw: str, expected: float | None) -> None:
+    if expected is None:
+        with pytest.raises(SettingsError, match="POWERSIM_RUN_TIMEOUT"):
+            Settings.from_env({"POWERSIM_RUN_TIMEOUT": raw})
+    else:
+        assert Settings.from_env({"POWERSIM_RUN_TIMEOUT": raw}).run_timeout == expected
+
+
+def test_upload_limits() -> None:
+    settings = Settings.from_env({"POWERSIM_MAX_NETWORK_BYTES": "65536", "POWERSIM_MAX_BUSES": "10"})
+    assert (settings.max_network_bytes, settings.max_buses) == (65536, 10)
+    defaults = Settings.from_env({})
+    assert (defaults.max_network_bytes, defaults.max_buses) == (20 * 2**20, 20_000)
+    with pytest.raises(SettingsError, match="POWERSIM_MAX_BUSES"):
+        Settings.from_env({"POWERSIM_MAX_BUSES": "0"})

@@ -158,7 +158,45 @@ def load_upload(raw: bytes, max_bytes: int, max_buses: int) -> Any:
         text = text if len(text) <= MAX_READ_ERROR else text[: MAX_READ_ERROR - 3] + "..."
         raise UnusableNetwork(f"pandapower could not read it: {type(error).__name__}: {text}") from None
     check_usable(net, max_buses)
+    check_plain(net)
+    # A run uses pandapower's default options, whatever the file asks: an upload's own options
+    # (init="results" starts each run from the last one's results) would carry state between runs.
+    net["user_pf_options"] = {}
     return net
+
+
+# What a network read from a checked upload may hold outside its tables' numeric columns.
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def check_plain(net: Net) -> None:
+    """Raise UnusableNetwork unless every value in the network is plain data: tables whose cells
+    are strings, numbers, booleans or null, and dicts and lists of those. A second line behind the
+    upload pre-check: any object pandapower's reader made from a file (a function, a module, a
+    table read from disk into a cell) is refused here even if the pre-check missed its entry."""
+    numpy = importlib.import_module("numpy")
+    for key, value in net.items():
+        if hasattr(value, "columns") and hasattr(value, "dtypes"):
+            for position, dtype in enumerate(value.dtypes):
+                if dtype.kind == "O":
+                    for cell in value.iloc[:, position].tolist():
+                        if not isinstance(cell, _PLAIN):
+                            raise UnusableNetwork(f"its {str(key)[:40]!r} table holds a {type(cell).__name__}")
+        else:
+            _check_plain_value(value, str(key), numpy)
+
+
+def _check_plain_value(value: Any, where: str, numpy: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(item.keys())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif not isinstance(item, _PLAIN) and not isinstance(item, numpy.generic):
+            raise UnusableNetwork(f"its {where[:40]!r} entry holds a {type(item).__name__}")
 
 
 def _any_in_service(net: Net, table: str, flag: str | None = None) -> bool:

@@ -96,11 +96,12 @@ def refused_inputs(base: Baseline, inputs: Mapping[str, float]) -> dict[str, str
         if name not in NETWORK_INPUTS:
             refused[name] = "applies to the seed network only"
         elif name not in base.inputs:
-            refused[name] = _not_there(name)
+            refused[name] = not_applicable(name)
     return refused
 
 
-def _not_there(name: str) -> str:
+def not_applicable(name: str) -> str:
+    """Why a network input does not apply to a network (whose Baseline.inputs lacks it)."""
     if name == EXT_GRID_VM_PU:
         return "does not apply: the network has no external grid in service"
     element = "load" if name == "load_scaling" else "static generator"

@@ -70,6 +70,9 @@ MAX_NETWORK_DEPTH = 32
 # controller or characteristic inside a table), which the allow-list refuses anyway. The bound
 # keeps the work of the check (each level is parsed again) within a small multiple of the upload.
 MAX_EMBEDDING = 2
+# pandapower's widest table has about 40 columns; reading a table costs time quadratic in its
+# columns (30,000 of them: a minute), so a wide one is refused before pandapower reads it.
+MAX_COLUMNS = 256
 # An entry's path in a message is cut to this many characters (a hostile one can be any length).
 MAX_PATH_SHOWN = 200
 
@@ -78,6 +81,8 @@ _Path: TypeAlias = tuple[Any, ...] | None  # (parent path, key), linked backward
 _CONTAINERS = frozenset({dict, list})  # what json.loads builds that can hold an entry
 _Frame: TypeAlias = tuple[Iterator[tuple[Any, Any]], _Path, int, int]  # (children, path, depth, level)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# A code point that only a lone surrogate escape can produce (a valid pair decodes to one character).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Only to word the message: a table that is a file path or URL rather than JSON.
 _LOCATION = re.compile(r"\s*(?:[/\\~]|\.\.|[A-Za-z][A-Za-z0-9+.\-]*:)")
 
@@ -215,6 +220,9 @@ def _table(obj: Any, where: _Path, level: int) -> dict[str, Any]:
     table = _parse(obj, where, inner=True)
     if not isinstance(table, dict):
         raise UnsafeNetwork(where, "a table's _object is a JSON object")
+    columns = table.get("columns")
+    if len(columns if isinstance(columns, list) else table) > MAX_COLUMNS:
+        raise UnsafeNetwork(where, f"a table with more than {MAX_COLUMNS} columns")
     return table
 
 
@@ -247,16 +255,24 @@ def _refuse_non_finite(constant: str) -> float:
 
 def _parse(text: str, path: _Path, *, inner: bool) -> Any:
     """json.loads, with every failure an UnsafeNetwork at `path`. A document nested past the
-    interpreter's recursion limit fails here; anything shallower is bounded by _walk."""
+    interpreter's recursion limit fails here; anything shallower is bounded by _walk.
+
+    A lone surrogate escape ("\\ud800") is refused anywhere: Python's parser keeps it, but pandas'
+    parser (which reads the tables) drops it, so "_module\\ud800" would be no entry here and an
+    entry there. Found in review; the cost is one dumps of each parsed text.
+    """
     try:
         # pandas writes null, never NaN or Infinity, in a table's JSON
-        return json.loads(text, parse_constant=_refuse_non_finite if inner else None)
+        value = json.loads(text, parse_constant=_refuse_non_finite if inner else None)
     except RecursionError:
         raise UnsafeNetwork(path, f"nested more than {MAX_NETWORK_DEPTH} levels deep") from None
     except _NonFinite as error:
         raise UnsafeNetwork(path, f"{error} in a table: pandas writes null for missing values") from None
     except ValueError as error:  # JSONDecodeError, or an integer past int_max_str_digits
         raise UnsafeNetwork(path, f"not JSON: {_cut(str(error), 120)}") from None
+    if "\\u" in text and _SURROGATE.search(json.dumps(value, ensure_ascii=False, check_circular=False)):
+        raise UnsafeNetwork(path, "a lone surrogate escape (\\ud800 to \\udfff): JSON readers disagree on it")
+    return value
 
 
 def _pair(entry: dict[str, Any]) -> tuple[str, str] | None:
