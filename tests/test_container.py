@@ -193,9 +193,9 @@ async def test_image_serves_runs_and_pushes() -> None:
     finally:
         stop_containers_on(port.group(1))
     # The image runs the default simulation, test_sim:run_network: the run has its details.
-    assert list(stored) == [*result, "message", "details"]
+    assert list(stored) == [*result, "network_sha256", "message", "details"]
     assert {key: stored[key] for key in result} == result
-    assert stored["message"] is None
+    assert (stored["network"], stored["network_sha256"], stored["message"]) == ("seed", None, None)
     details = stored["details"]
     assert set(details) == {"buses", "lines", "transformers", "external_grids", "losses", "violations"}
     expected = await asyncio.to_thread(seed_line_loading)

@@ -7,6 +7,7 @@ definition as REST; the detail types mirror grid.SECTIONS, which a test holds th
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from datetime import datetime
 from enum import Enum
@@ -28,7 +29,8 @@ def _described(name: str) -> Any:
     return strawberry.field(default=strawberry.UNSET, description=ScenarioInput.model_fields[name].description)
 
 
-@strawberry.input(name="ScenarioInput", description=ScenarioInput.__doc__)
+# cleandoc: Python 3.13 strips a docstring's indentation itself, 3.11 does not.
+@strawberry.input(name="ScenarioInput", description=inspect.cleandoc(ScenarioInput.__doc__ or ""))
 class ScenarioInputType:
     """Written out, not generated from ScenarioInput: an omitted field must stay omitted (which
     inputs apply depends on what the request gave), where a generated type fills in defaults.
