@@ -36,7 +36,7 @@ from .models import (
     SimulationResult,
     Status,
 )
-from .networks import NetworkEntry, NewUpload, parse_upload_id
+from .networks import NetworkEntry, NewUpload
 from .pool import RunStopped, SimulationPool
 from .republish import Republisher
 from .scenario import INPUT_NAMES, NETWORK_INPUT_NAMES, SEED, InvalidInput, ScenarioInput, seed_inputs
@@ -217,7 +217,7 @@ class PowerSim:
         if network in CATALOG:
             entry = self._described(network)  # once known; otherwise the worker checks
         else:
-            entry = await self.storage.get_network(network) if parse_upload_id(network) is not None else None
+            entry = await self.storage.get_network(network)
             if entry is None:
                 raise InvalidInput({"network": f"no network {network!r}: see GET /networks"})
         refused = {name: not_applicable(name) for name in chosen if entry is not None and name not in entry.inputs}
@@ -369,7 +369,7 @@ class PowerSim:
     async def network(self, network_id: str) -> NetworkEntry:
         if network_id in CATALOG:
             return next(entry for entry in await self._catalog_entries() if entry.id == network_id)
-        entry = await self.storage.get_network(network_id) if parse_upload_id(network_id) is not None else None
+        entry = await self.storage.get_network(network_id)
         if entry is None:
             raise NotFound(f"no network {network_id!r}")
         return entry
@@ -378,7 +378,7 @@ class PowerSim:
         """An upload's document as stored (catalog networks are built by code, not stored)."""
         if network_id in CATALOG:
             raise NotFound(f"{network_id!r} is built by code (pandapower's, or test_sim's): no document is stored")
-        document = await self.storage.network_document(network_id) if parse_upload_id(network_id) else None
+        document = await self.storage.network_document(network_id)
         if document is None:
             raise NotFound(f"no network {network_id!r}")
         return document[1]
@@ -387,7 +387,7 @@ class PowerSim:
         """Remove an upload; its runs stay in the history (with its id and sha256)."""
         if network_id in CATALOG:
             raise BadRequest(f"{network_id!r} is part of the catalog: only uploads can be deleted")
-        if parse_upload_id(network_id) is None or not await self.storage.delete_network(network_id):
+        if not await self.storage.delete_network(network_id):
             raise NotFound(f"no network {network_id!r}")
 
     async def add_network(self, document: bytes, name: str | None) -> tuple[NetworkEntry, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,16 @@ BOTH_LOOP_MODULES = {"test_live.py", "test_watcher.py"}
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, LoopFactory]:
     return BOTH_LOOPS if item.path.name in BOTH_LOOP_MODULES else STANDARD_LOOP
+
+
+@pytest.fixture
+def quiet_pandapower() -> Iterator[None]:
+    """pandapower logs that numba is missing (on purpose) on every power flow a test runs itself."""
+    logger = logging.getLogger("pandapower")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

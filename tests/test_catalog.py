@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import logging
 import pickle
 import subprocess
 import sys
@@ -59,9 +58,7 @@ DIRECT: dict[str, Callable[[], pp.pandapowerNet]] = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_pandapower() -> None:
-    logging.getLogger("pandapower").setLevel(logging.ERROR)  # numba is not installed on purpose
+pytestmark = pytest.mark.usefixtures("quiet_pandapower")  # numba is not installed on purpose
 
 
 @functools.cache

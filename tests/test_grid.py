@@ -35,9 +35,7 @@ TABLES = {"buses": "bus", "lines": "line", "transformers": "trafo", "external_gr
 ELEMENTS = {"bus": "bus", "line": "line", "transformer": "trafo"}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_pandapower() -> None:
-    logging.getLogger("pandapower").setLevel(logging.ERROR)  # numba is not installed on purpose
+pytestmark = pytest.mark.usefixtures("quiet_pandapower")  # numba is not installed on purpose
 
 
 def solved(net: pp.pandapowerNet) -> pp.pandapowerNet:

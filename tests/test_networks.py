@@ -12,13 +12,12 @@ import dataclasses
 import hashlib
 import importlib
 import json
-import logging
 import math
 import os
 import re
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,14 +98,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
-@pytest.fixture(autouse=True)
-def _quiet_pandapower() -> Iterator[None]:
-    """The test's own power flows log that numba is missing (on purpose) on every run."""
-    logger = logging.getLogger("pandapower")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_pandapower")  # numba is not installed on purpose
 
 
 # ---- pandapower, directly ----

@@ -5,9 +5,8 @@ network with the same inputs; refused inputs leave no trace; a diverging power f
 from __future__ import annotations
 
 import json
-import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -47,14 +46,7 @@ RESULT_COLUMNS = {
 SECTION_TABLES = {"buses": "bus", "lines": "line", "transformers": "trafo", "external_grids": "ext_grid"}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_pandapower() -> Iterator[None]:
-    """The test's own power flows log that numba is missing (on purpose) on every run."""
-    logger = logging.getLogger("pandapower")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_pandapower")  # numba is not installed on purpose
 
 
 @pytest.fixture

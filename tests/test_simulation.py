@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import subprocess
 import sys
 from collections.abc import Callable
@@ -41,9 +40,7 @@ valid_inputs = st.fixed_dictionaries(
 )
 
 
-@pytest.fixture(autouse=True)
-def _quiet_pandapower() -> None:
-    logging.getLogger("pandapower").setLevel(logging.ERROR)  # numba is not installed on purpose
+pytestmark = pytest.mark.usefixtures("quiet_pandapower")  # numba is not installed on purpose
 
 
 def fresh_run(**inputs: Any) -> pp.pandapowerNet:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import logging
 import math
 import os.path
 import sys
@@ -45,9 +44,7 @@ from powersim.grid.upload import (
 LIMIT = 20_000_000  # POWERSIM_MAX_NETWORK_BYTES' default
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_pandapower() -> None:
-    logging.getLogger("pandapower").setLevel(logging.ERROR)  # numba is not installed on purpose
+pytestmark = pytest.mark.usefixtures("quiet_pandapower")  # numba is not installed on purpose
 
 
 def _own_std_types_and_geodata() -> pp.pandapowerNet:
